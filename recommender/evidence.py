@@ -1,0 +1,67 @@
+"""Readable evidence: the sentences of a matched chunk that best show why it matched. Pure functions."""
+
+from __future__ import annotations
+
+import re
+
+_SENTENCE_END = re.compile(r"(?<=[.!?…])[\"')\]]*\s+")
+_WORD = re.compile(r"[a-z0-9']+")
+_STOPWORDS = frozenset(
+    "a an and are as at be but by for from has have i in is it its of on or so that the their there this to was "
+    "were what when where which who with you your anime show series about like want some something".split()
+)
+
+
+def query_terms(query: str) -> set[str]:
+    """Content words of a query, lower-cased, with a crude plural/verb-ending strip."""
+    return {_stem(w) for w in _WORD.findall(query.lower()) if w not in _STOPWORDS and len(w) > 1}
+
+
+def _stem(word: str) -> str:
+    for suffix in ("ing", "ies", "es", "s", "ed"):
+        if len(word) > len(suffix) + 3 and word.endswith(suffix):
+            return word[: -len(suffix)]
+    return word
+
+
+def sentence_spans(text: str, start: int = 0, end: int | None = None) -> list[tuple[int, int]]:
+    """Character spans of the sentences inside ``text[start:end]``."""
+    end = len(text) if end is None else end
+    spans, cursor = [], start
+    for match in _SENTENCE_END.finditer(text, start, end):
+        if match.start() > cursor:
+            spans.append((cursor, match.start()))
+        cursor = match.end()
+    if cursor < end:
+        spans.append((cursor, end))
+    return [(a, b) for a, b in spans if text[a:b].strip()]
+
+
+def snippet(text: str, start: int, end: int, query: str, max_chars: int = 320) -> str:
+    """The window of whole sentences in ``text[start:end]`` (at most ``max_chars``) sharing most words with ``query``.
+
+    Falls back to the chunk's opening sentences when no word is shared; a single
+    sentence longer than ``max_chars`` is cut at a word boundary with an ellipsis.
+    """
+    sentences = sentence_spans(text, start, end)
+    if not sentences:
+        return ""
+    terms = query_terms(query)
+    weights = [len(terms & {_stem(w) for w in _WORD.findall(text[a:b].lower())}) for a, b in sentences]
+    best, best_key = (0, 0), None
+    for i in range(len(sentences)):
+        j, total = i, 0
+        while j < len(sentences) and sentences[j][1] - sentences[i][0] <= max_chars:
+            total += weights[j]
+            j += 1
+        j = max(j, i + 1)
+        key = (total if j > i else weights[i], -i)
+        if best_key is None or key > best_key:
+            best, best_key = (i, j), key
+    a, b = sentences[best[0]][0], sentences[best[1] - 1][1]
+    piece = " ".join(text[a:b].split())
+    if len(piece) > max_chars:
+        piece = piece[:max_chars].rsplit(" ", 1)[0] + " …"
+    prefix = "… " if a > start or start > 0 else ""
+    suffix = " …" if (b < end or end < len(text)) and not piece.endswith("…") else ""
+    return prefix + piece + suffix

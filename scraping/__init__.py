@@ -1,0 +1,1 @@
+"""Getting MyAnimeList reviews and anime metadata into the review store (crawl, parse, import)."""

@@ -1,0 +1,1 @@
+"""GPL domain adaptation of a dense retriever on the review corpus."""
