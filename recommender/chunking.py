@@ -79,7 +79,7 @@ def chunk_reviews(
 
     def flush() -> Iterator[Chunk]:
         all_offsets = offsets_of([text for _, _, text in batch])
-        for (review_id, anime_id, text), offsets in zip(batch, all_offsets):
+        for (review_id, anime_id, text), offsets in zip(batch, all_offsets, strict=True):
             for chunk_no, (start, end) in enumerate(chunk_spans(offsets, len(text), max_tokens, overlap)):
                 yield Chunk(review_id, anime_id, chunk_no, start, end)
         batch.clear()

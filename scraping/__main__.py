@@ -41,7 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("import", help="import a review dump (.jsonl or the reference .csv) into the store")
-    p.add_argument("path", help="reviews .jsonl (our format) or reference CSV (Anime Title, Review, MAL Link, Image URL)")
+    p.add_argument("path", help="reviews .jsonl (our format) or the reference CSV"
+                   " (Anime Title, Review, MAL Link, Image URL)")
     p.add_argument("--anime", help="anime metadata .jsonl to import first")
     p.add_argument("--db", default=str(config.DEFAULT_DB), help="store file (default: %(default)s)")
     p.set_defaults(func=cmd_import)

@@ -206,7 +206,8 @@ class Store:
                 merged = {}
                 for name in _ANIME_FIELDS:
                     value = new[name]
-                    unknown = value is None or (name in _LIST_FIELDS and value == "[]") or (name == "nsfw" and not value)
+                    unknown = (value is None or (name in _LIST_FIELDS and value == "[]")
+                               or (name == "nsfw" and not value))
                     merged[name] = old[name] if unknown else value
                 if all(merged[name] == old[name] for name in _ANIME_FIELDS):
                     counts.unchanged += 1
@@ -317,7 +318,8 @@ class Store:
                     counts.inserted += 1
                 elif (old["user_count"], old["rec_title"]) != (int(rec.user_count), rec.rec_title):
                     self._db.execute(
-                        "UPDATE user_recs SET user_count=?, rec_title=? WHERE anime_id=? AND rec_anime_id=? AND source=?",
+                        "UPDATE user_recs SET user_count=?, rec_title=?"
+                        " WHERE anime_id=? AND rec_anime_id=? AND source=?",
                         (int(rec.user_count), rec.rec_title, *key),
                     )
                     counts.updated += 1
