@@ -140,7 +140,9 @@ class Encoder:
         local = Path(resolved).is_dir()
         try:
             from sentence_transformers import SentenceTransformer
+            from transformers.utils import logging as hf_logging
 
+            hf_logging.disable_progress_bar()  # a per-load "Loading weights" bar is noise in a CLI or a log
             model = SentenceTransformer(resolved, device=device, local_files_only=local)
         except Exception as exc:  # the hub client raises many types; all mean "cannot load"
             raise ModelNotFoundError(f"cannot load model {resolved!r}: {exc.__class__.__name__}: {exc}") from exc
