@@ -16,9 +16,11 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from recommender import config
+
 log = logging.getLogger(__name__)
 
-DEFAULT_CACHE_DIR = Path(__file__).resolve().parents[1] / "data" / "raw"
+DEFAULT_CACHE_DIR = config.DATA_DIR / "raw"
 
 
 @dataclass(frozen=True)
