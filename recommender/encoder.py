@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -124,6 +125,7 @@ class Encoder:
         self._sha: str | None = None
         self._query_cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._cache_size = cache_size
+        self._cache_lock = threading.Lock()
 
     @classmethod
     def load(cls, name_or_dir: str | os.PathLike | None = None, device: str | None = None) -> Encoder:
@@ -215,15 +217,17 @@ class Encoder:
 
     def encode_query(self, query: str) -> np.ndarray:
         """Embed one query, remembering the last few thousand (repeated queries skip the model)."""
-        cached = self._query_cache.get(query)
-        if cached is not None:
-            self._query_cache.move_to_end(query)
-            return cached
+        with self._cache_lock:  # the API serves queries from several threads
+            cached = self._query_cache.get(query)
+            if cached is not None:
+                self._query_cache.move_to_end(query)
+                return cached
         vector = self.encode([query], batch_size=1)[0]
         vector.setflags(write=False)
-        self._query_cache[query] = vector
-        if len(self._query_cache) > self._cache_size:
-            self._query_cache.popitem(last=False)
+        with self._cache_lock:
+            self._query_cache[query] = vector
+            if len(self._query_cache) > self._cache_size:
+                self._query_cache.popitem(last=False)
         return vector
 
 

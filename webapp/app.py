@@ -1,0 +1,144 @@
+"""The Flask application factory: one recommender, JSON everywhere, limits, CORS, request logging, gzip."""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import re
+import time
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+
+from flask import Flask, current_app, g, request
+from flask_cors import CORS
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
+
+from recommender import config as rconfig
+from recommender.errors import IndexNotFoundError
+from webapp.api_v1 import api_v1
+from webapp.errors import register_error_handlers
+from webapp.page import page
+from webapp.reference import reference
+from webapp.service import SearchService
+
+log = logging.getLogger("webapp")
+
+DEFAULTS: dict[str, object] = {
+    #: An already loaded Recommender (tests, benchmarks); otherwise INDEX_DIR is loaded.
+    "RECOMMENDER": None,
+    "INDEX_DIR": None,
+    "MODEL": None,
+    "DEVICE": None,
+    #: flask-limiter syntax, per client address; "10 per second" keeps one client from starving the others.
+    "RATE_LIMIT": "10 per second",
+    "RATE_LIMIT_ENABLED": True,
+    "RATE_LIMIT_STORAGE": "memory://",
+    #: "*" or a list of allowed origins for the API and the reference route.
+    "CORS_ORIGINS": "*",
+    "GZIP": True,
+    "GZIP_MIN_BYTES": 1024,
+    #: Search bodies are a few hundred bytes; anything near this is abuse.
+    "MAX_CONTENT_LENGTH": 64 * 1024,
+    "WEB_DIR": str(rconfig.PROJECT_ROOT / "web"),
+    #: One search at a time (see SearchService): the encoder's query cache is not thread-safe.
+    "SERIALIZE_SEARCH": True,
+    "LOG_REQUESTS": True,
+}
+
+#: Endpoints that are never rate limited: the page and its assets, and the health probe.
+UNLIMITED_ENDPOINTS = frozenset({"page.index", "page.asset", "api_v1.health"})
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_COMPRESSIBLE = ("application/json", "text/html", "text/css", "text/javascript", "application/javascript")
+
+
+def _load_recommender(settings: Mapping[str, object]):
+    from recommender.search import Recommender
+
+    if settings.get("RECOMMENDER") is not None:
+        return settings["RECOMMENDER"]
+    index_dir = settings.get("INDEX_DIR")
+    if not index_dir:
+        raise IndexNotFoundError("no index given: set INDEX_DIR (python api.py --index DIR)")
+    return Recommender.load(Path(str(index_dir)), model=settings.get("MODEL"), device=settings.get("DEVICE"))
+
+
+def _start_request() -> None:
+    incoming = request.headers.get("X-Request-ID", "")
+    g.request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex[:16]
+    g.started = time.perf_counter()
+
+
+def _gzip(response):
+    """Compress text responses for clients that accept gzip (the JSON of a full page is ~10 KB)."""
+    if (response.status_code < 200 or response.status_code >= 300 or response.direct_passthrough
+            or "Content-Encoding" in response.headers or response.mimetype not in _COMPRESSIBLE
+            or "gzip" not in request.headers.get("Accept-Encoding", "").lower()):
+        return response
+    data = response.get_data()
+    if len(data) < int(current_app.config["GZIP_MIN_BYTES"]):
+        return response
+    response.set_data(gzip.compress(data, compresslevel=5))
+    response.headers["Content-Encoding"] = "gzip"
+    response.vary.add("Accept-Encoding")
+    return response
+
+
+def _finish_request(response):
+    response.headers["X-Request-ID"] = g.get("request_id", "-")
+    elapsed_ms = (time.perf_counter() - g.get("started", time.perf_counter())) * 1e3
+    response.headers["Server-Timing"] = f"app;dur={elapsed_ms:.1f}"
+    return response
+
+
+def create_app(config: Mapping[str, object] | None = None) -> Flask:
+    """Build the application around one loaded recommender.
+
+    Args:
+        config: overrides of :data:`DEFAULTS`, e.g. ``{"RECOMMENDER": rec}`` or
+            ``{"INDEX_DIR": "data/index/all-MiniLM-L6-v2", "RATE_LIMIT": "50 per second"}``.
+
+    Raises:
+        IndexNotFoundError, IndexMismatchError, ModelNotFoundError: the index cannot be loaded.
+    """
+    settings = {**DEFAULTS, **(config or {})}
+    recommender = _load_recommender(settings)
+
+    app = Flask(__name__, static_folder=None)
+    app.config.update({k: v for k, v in settings.items() if k != "RECOMMENDER"})
+    app.extensions["anime_search"] = SearchService(recommender, serialize=bool(settings["SERIALIZE_SEARCH"]))
+
+    # Before the limiter's own hook, so a refused request still gets an id and a timing.
+    app.before_request(_start_request)
+    Limiter(
+        get_remote_address, app=app,
+        # One budget per client across all routes (default_limits would give every route its own).
+        application_limits=[str(settings["RATE_LIMIT"])],
+        application_limits_exempt_when=lambda: request.endpoint in UNLIMITED_ENDPOINTS or request.method == "OPTIONS",
+        storage_uri=str(settings["RATE_LIMIT_STORAGE"]),
+        headers_enabled=True,
+        enabled=bool(settings["RATE_LIMIT_ENABLED"]),
+    )
+    origins = settings["CORS_ORIGINS"]
+    CORS(app, resources={r"/api/*": {"origins": origins}, r"/search": {"origins": origins}},
+         expose_headers=["Retry-After", "X-Request-ID", "X-RateLimit-Limit", "X-RateLimit-Remaining",
+                         "X-RateLimit-Reset"])
+
+    register_error_handlers(app)
+    app.register_blueprint(reference)
+    app.register_blueprint(api_v1)
+    app.register_blueprint(page)
+
+    if settings["GZIP"]:
+        app.after_request(_gzip)
+    app.after_request(_finish_request)
+    if settings["LOG_REQUESTS"]:
+        @app.after_request
+        def _log(response):
+            elapsed_ms = (time.perf_counter() - g.get("started", time.perf_counter())) * 1e3
+            path = request.full_path.rstrip("?")[:300]  # a long query must not flood the log
+            log.info("%s %s %s %d %.1fms %s", g.get("request_id", "-"), request.method, path,
+                     response.status_code, elapsed_ms, request.remote_addr)
+            return response
+    return app
