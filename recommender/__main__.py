@@ -1,4 +1,4 @@
-"""Command line: ``python -m recommender build|search``."""
+"""Command line: ``python -m recommender build|search|similar|evaluate``."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import json
 import logging
 import os
 import sys
-from pathlib import Path
 
 from recommender import config
 from recommender.errors import InvalidQueryError, RecommenderError
@@ -18,6 +17,8 @@ log = logging.getLogger("recommender")
 #: Exit codes: 2 = the user's input is unusable (like argparse), 1 = anything else we could not do.
 EXIT_BAD_INPUT = 2
 EXIT_FAILURE = 1
+#: Error codes that mean the user asked for something unusable rather than that we failed.
+BAD_INPUT_CODES = ("invalid_parameter", "unknown_aggregation", "unknown_anime")
 
 
 def cmd_build(args: argparse.Namespace) -> int:
@@ -53,6 +54,22 @@ def _print_response(response, as_json: bool) -> None:
     print(f"({response.timing_ms.get('total', 0):.0f} ms)", flush=True)
 
 
+def _filters(args: argparse.Namespace):
+    """The search filters given on the command line (adult titles hidden unless --nsfw)."""
+    from recommender.filters import SearchFilters
+
+    return SearchFilters.from_values(genres=args.genre, exclude_genres=args.exclude_genre, types=args.type,
+                                     year_min=args.year_min, year_max=args.year_max, min_score=args.min_score,
+                                     nsfw=args.nsfw)
+
+
+def _index_dir(args: argparse.Namespace) -> str:
+    index = args.index or _default_index()
+    if index is None:
+        raise RecommenderError("no --index given and no single index under data/index/; build one first")
+    return index
+
+
 def cmd_search(args: argparse.Namespace) -> int:
     from recommender.search import Recommender, clean_query
 
@@ -60,11 +77,10 @@ def cmd_search(args: argparse.Namespace) -> int:
         if args.query is None:
             raise InvalidQueryError("give a QUERY or --queries-file FILE")
         clean_query(" ".join(args.query))  # reject a blank query before paying for model loading
-    index = args.index or _default_index()
-    if index is None:
-        raise RecommenderError("no --index given and no single index under data/index/; build one first")
-    recommender = Recommender.load(index, model=args.model)
-    options = dict(top_n=args.top_n, limit=args.limit, aggregation=args.aggregation)
+    filters = _filters(args)
+    recommender = Recommender.load(_index_dir(args), model=args.model)
+    options = dict(top_n=args.top_n, limit=args.limit, offset=args.offset, aggregation=args.aggregation,
+                   filters=filters, rerank=args.rerank or False)
     if args.queries_file is None:
         _print_response(recommender.search(" ".join(args.query), **options), args.json)
         return 0
@@ -82,6 +98,57 @@ def cmd_search(args: argparse.Namespace) -> int:
     return EXIT_BAD_INPUT if failures else 0
 
 
+def cmd_similar(args: argparse.Namespace) -> int:
+    from recommender.errors import UnknownAnimeError
+    from recommender.search import Recommender
+
+    try:
+        anime_id = int(args.anime_id)
+    except ValueError:
+        raise UnknownAnimeError(f"ANIME_ID must be a MyAnimeList anime id (a number), got {args.anime_id!r}") from None
+    filters = _filters(args)
+    recommender = Recommender.load(_index_dir(args), model=args.model)
+    _print_response(recommender.similar(anime_id, limit=args.limit, filters=filters), args.json)
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from recommender.aggregate import AGGREGATIONS
+    from recommender.errors import UnknownAggregationError
+    from recommender.evaluate import evaluate_index, format_table, plot_report
+    from recommender.search import Recommender, check_int
+
+    names = [n.strip() for value in (args.aggregation or []) for n in value.split(",") if n.strip()]
+    unknown = [n for n in names if n not in AGGREGATIONS]
+    if unknown:
+        raise UnknownAggregationError(
+            f"unknown aggregation {unknown[0]!r}; choose from {', '.join(sorted(AGGREGATIONS))}"
+        )
+    top_n = check_int("top_n", args.top_n, 1, config.MAX_TOP_N)
+    recommender = Recommender.load(_index_dir(args), model=args.model)
+    report = evaluate_index(recommender, names or None, top_n=top_n, recs_path=args.recs,
+                            max_queries=args.max_queries, rerank=args.rerank)
+    if args.plot:
+        report["plot"] = str(plot_report(report, args.plot))
+    if args.json:
+        print(json.dumps(report, ensure_ascii=False), flush=True)
+    else:
+        print(format_table(report))
+        if args.plot:
+            print(f"Plot: {report['plot']}")
+    return 0
+
+
+def _add_filter_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--genre", action="append", help="only anime with this genre/theme/demographic (repeat, or a,b)")
+    p.add_argument("--exclude-genre", action="append", help="no anime with this genre/theme/demographic")
+    p.add_argument("--type", action="append", help="only these MAL types: TV, Movie, OVA, ONA, Special… (repeat)")
+    p.add_argument("--year-min", help="first year aired, at the earliest")
+    p.add_argument("--year-max", help="first year aired, at the latest")
+    p.add_argument("--min-score", help="minimum MAL score (0-10)")
+    p.add_argument("--nsfw", action="store_true", help="include adult titles (hidden by default)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m recommender", description="Anime recommendations from reviews.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
@@ -89,9 +156,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("build", help="embed every review in the store and write an index directory")
     p.add_argument("--db", default=str(config.DEFAULT_DB), help="review store (default: %(default)s)")
-    p.add_argument("--model", help="model name or directory (default: newest under data/models/, else all-MiniLM-L6-v2)")
+    p.add_argument("--model",
+                   help="model name or directory (default: newest under data/models/, else all-MiniLM-L6-v2)")
     p.add_argument("--out", help="index directory (default: data/index/<model name>)")
-    p.add_argument("--index-type", default="flat", help="flat (exact, default)")
+    p.add_argument("--index-type", default="flat", choices=("flat", "hnsw", "ivfpq", "sq8"),
+                   help="flat: exact (default; best below ~200k chunks); hnsw: fast graph, ~1.2x flat's memory;"
+                        " sq8: 8-bit codes, 1/4 of the memory; ivfpq: 4-bit PQ codes in RAM, full vectors"
+                        " memory-mapped for re-scoring (see docs/index_types.md)")
+    p.add_argument("--ef-search", type=int, help="hnsw: candidate list size (default: calibrated for 98%% recall)")
+    p.add_argument("--nprobe", type=int, help="sq8/ivfpq: IVF lists scanned (default: calibrated for 98%% recall)")
     p.add_argument("--batch-size", type=int, default=config.ENCODE_BATCH_SIZE, help="texts per forward pass")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_build)
@@ -101,11 +174,42 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--index", help="index directory (default: the only one under data/index/)")
     p.add_argument("--model", help="override the model recorded in the index manifest")
     p.add_argument("--json", action="store_true", help="print one JSON object per query")
-    p.add_argument("--top-n", type=int, default=config.DEFAULT_TOP_N, help="review chunks retrieved (default %(default)s)")
+    p.add_argument("--top-n", type=int, default=config.DEFAULT_TOP_N,
+                   help="review chunks retrieved (default %(default)s)")
     p.add_argument("--limit", type=int, default=config.DEFAULT_LIMIT, help="anime returned (default %(default)s)")
-    p.add_argument("--aggregation", default=config.DEFAULT_AGGREGATION, help="how hits become anime (default %(default)s)")
+    p.add_argument("--offset", type=int, default=0, help="anime skipped, for paging (default %(default)s)")
+    p.add_argument("--aggregation", default=config.DEFAULT_AGGREGATION,
+                   help="how hits become anime (default %(default)s; count = the reference vote)")
     p.add_argument("--queries-file", help="one query per line ('-' for stdin); one result line per query")
+    p.add_argument("--rerank", nargs="?", const=True, metavar="MODEL",
+                   help=f"re-score the best passages with a cross-encoder (default {config.RERANK_MODEL})")
+    _add_filter_flags(p)
     p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("similar", help="anime whose reviews read like this anime's")
+    p.add_argument("anime_id", metavar="ANIME_ID", help="MyAnimeList id of an indexed anime")
+    p.add_argument("--index", help="index directory (default: the only one under data/index/)")
+    p.add_argument("--model", help="override the model recorded in the index manifest")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--limit", type=int, default=config.DEFAULT_LIMIT, help="anime returned (default %(default)s)")
+    _add_filter_flags(p)
+    p.set_defaults(func=cmd_similar)
+
+    p = sub.add_parser("evaluate", help="measure search quality of every aggregation on an index")
+    p.add_argument("--index", help="index directory (default: the only one under data/index/)")
+    p.add_argument("--model", help="override the model recorded in the index manifest")
+    p.add_argument("--aggregation", action="append",
+                   help="aggregations to compare (repeat or a,b; default: all)")
+    p.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    p.add_argument("--top-n", type=int, default=config.DEFAULT_TOP_N,
+                   help="review chunks retrieved (default %(default)s)")
+    p.add_argument("--max-queries", type=int, help="known-item queries at most (default: every held-out review)")
+    p.add_argument("--recs", default=str(config.SHARED_RECS),
+                   help="MAL user recommendations JSONL for the similar-anime part (default %(default)s)")
+    p.add_argument("--plot", default=str(config.DATA_DIR / "evaluation.png"),
+                   help="PNG written with the comparison ('' for none; default %(default)s)")
+    p.add_argument("--rerank", metavar="MODEL", help="also measure the default aggregation with this cross-encoder")
+    p.set_defaults(func=cmd_evaluate)
     return parser
 
 
@@ -123,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     except RecommenderError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT if exc.code in ("invalid_parameter", "unknown_aggregation") else EXIT_FAILURE
+        return EXIT_BAD_INPUT if exc.code in BAD_INPUT_CODES else EXIT_FAILURE
     except StoreError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILURE

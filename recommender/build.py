@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +33,12 @@ CATALOG = "catalog.json"
 ROW_IDS = "vectors.ids.npy"
 ANIME_VECTORS = "anime_vectors.npy"
 ANIME_VECTOR_IDS = "anime_vectors.ids.npy"
+#: One embedded synopsis per anime that has one: an extra document of that anime at query time.
+SYNOPSIS_VECTORS = "synopsis_vectors.npy"
+SYNOPSIS_IDS = "synopsis_vectors.ids.npy"
+
+# MAL appends the synopsis' author or source, e.g. "[Written by MAL Rewrite]" or "(Source: Crunchyroll)".
+_SYNOPSIS_CREDIT = re.compile(r"\s*[\[(](?:written by|source)[^\])]*[\])]\s*$", re.IGNORECASE)
 
 
 @dataclass
@@ -97,6 +104,22 @@ def publish_directory(out: Path, write: Callable[[Path], None]) -> None:
     tmp.rename(out)
     if old.exists():
         shutil.rmtree(old)
+
+
+def synopsis_text(meta: dict) -> str:
+    """An anime's synopsis without MAL's trailing author/source credit ("" when it has none)."""
+    text = " ".join(str(meta.get("synopsis") or "").split())
+    return _SYNOPSIS_CREDIT.sub("", text).strip()
+
+
+def embed_synopses(catalog: Mapping[int | str, dict], encoder: Encoder,
+                   batch_size: int = config.ENCODE_BATCH_SIZE) -> tuple[np.ndarray, np.ndarray]:
+    """Vectors of the catalogue's synopses and their anime ids (sorted by id; anime without one are left out)."""
+    texts_by_id = {int(k): synopsis_text(meta) for k, meta in catalog.items()}
+    ids = sorted(a for a, text in texts_by_id.items() if text)
+    texts = [texts_by_id[a] for a in ids]
+    vectors = encoder.encode(texts, batch_size=batch_size) if texts else np.zeros((0, encoder.dim), np.float32)
+    return vectors.astype(np.float32), np.asarray(ids, dtype=np.int64)
 
 
 def _catalog(store: Store, review_counts: dict[int, int]) -> dict[str, dict]:
@@ -251,6 +274,7 @@ def build_index(
     vectors, resumed, embed_seconds = _embed(work, frame, texts, encoder, batch_size, shard_size, progress)
     index = VectorIndex.build(vectors, index_type)
     centroids, centroid_ids = anime_centroids(vectors, frame["anime_id"].to_numpy(), encoder.normalize)
+    synopsis_vectors, synopsis_ids = embed_synopses(catalog, encoder, batch_size)
     info = encoder.info()
     manifest = {
         "format_version": FORMAT_VERSION,
@@ -262,7 +286,8 @@ def build_index(
         "pooling": info.pooling,
         "chunking": {"max_tokens": key["max_tokens"], "overlap": overlap},
         "index": {"type": index.index_type, "params": index.params},
-        "counts": {"reviews": len(texts), "chunks": len(frame), "anime": len(review_counts)},
+        "counts": {"reviews": len(texts), "chunks": len(frame), "anime": len(review_counts),
+                   "synopses": len(synopsis_ids)},
         "store": {"path": str(Path(db).resolve()), "checksum": store_checksum},
         "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "build_seconds": round(time.perf_counter() - t_start, 3),
@@ -275,6 +300,8 @@ def build_index(
         reviews_frame.to_parquet(tmp / REVIEWS, index=False)
         np.save(tmp / ANIME_VECTORS, centroids)
         np.save(tmp / ANIME_VECTOR_IDS, centroid_ids)
+        np.save(tmp / SYNOPSIS_VECTORS, synopsis_vectors)
+        np.save(tmp / SYNOPSIS_IDS, synopsis_ids)
         (tmp / CATALOG).write_text(json.dumps(catalog, ensure_ascii=False))
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
 

@@ -54,14 +54,34 @@ def snippet(text: str, start: int, end: int, query: str, max_chars: int = 320) -
         while j < len(sentences) and sentences[j][1] - sentences[i][0] <= max_chars:
             total += weights[j]
             j += 1
-        j = max(j, i + 1)
-        key = (total if j > i else weights[i], -i)
+        if j == i:  # one sentence longer than max_chars: it is the window (cut below), and its words count
+            j, total = i + 1, weights[i]
+        key = (total, -i)
         if best_key is None or key > best_key:
             best, best_key = (i, j), key
     a, b = sentences[best[0]][0], sentences[best[1] - 1][1]
     piece = " ".join(text[a:b].split())
+    cut_front = False
     if len(piece) > max_chars:
-        piece = piece[:max_chars].rsplit(" ", 1)[0] + " …"
-    prefix = "… " if a > start or start > 0 else ""
-    suffix = " …" if (b < end or end < len(text)) and not piece.endswith("…") else ""
+        piece, cut_front = _cut_around_terms(piece, terms, max_chars)
+    prefix = "… " if cut_front or a > 0 else ""
+    suffix = " …" if b < len(text) and not piece.endswith("…") else ""
     return prefix + piece + suffix
+
+
+def _cut_around_terms(piece: str, terms: set[str], max_chars: int) -> tuple[str, bool]:
+    """At most ``max_chars`` of an over-long sentence, starting a little before its first query word.
+
+    Returns the cut text (ending in an ellipsis when cut) and whether its front was cut.
+    """
+    # Match on the original text (lower-casing can change lengths) so positions stay valid.
+    words = re.finditer(_WORD.pattern, piece, re.IGNORECASE)
+    first = next((m.start() for m in words if _stem(m.group().lower()) in terms), 0)
+    begin = max(0, first - max_chars // 4)
+    if begin:
+        space = piece.find(" ", begin)
+        begin = space + 1 if 0 <= space < first else begin
+    window = piece[begin:begin + max_chars]
+    if begin + max_chars < len(piece):
+        window = window.rsplit(" ", 1)[0] + " …"
+    return window, begin > 0

@@ -1,0 +1,166 @@
+"""Evaluation: the deterministic held-out split, the metrics by hand, masking == leaving out, and the CLI."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from recommender import config
+from recommender import evaluate as ev
+from recommender.eval_queries import GENRES, LONG_TAIL
+from scraping.models import Review
+
+
+def reviews_for(counts: dict[int, int]) -> list[tuple[str, int]]:
+    return [(f"a{anime}-r{i}", anime) for anime, n in counts.items() for i in range(n)]
+
+
+def test_held_out_split_rules():
+    pairs = reviews_for({1: 1, 2: 2, 3: 10, 4: 97})
+    held = ev.held_out_split(pairs, fraction=0.1, seed=13)
+    by_anime = {a: sum(rid in held for rid, x in pairs if x == a) for a in (1, 2, 3, 4)}
+    assert by_anime == {1: 0, 2: 1, 3: 1, 4: 10}  # one-review anime keep theirs; at least one; ~10 %; never all
+    assert ev.held_out_split(list(reversed(pairs)), fraction=0.1, seed=13) == held  # order does not matter
+    assert ev.held_out_split(pairs, fraction=0.1, seed=14) != held  # the seed does
+    assert ev.held_out_split(reviews_for({5: 2}), fraction=0.9) and len(ev.held_out_split(reviews_for({5: 2}),
+                                                                                              fraction=0.9)) == 1
+
+
+def test_query_window_is_deterministic_and_30_words():
+    text = " ".join(f"w{i}" for i in range(100))
+    window = ev.query_window(text, "r1", window_words=30, seed=13)
+    assert len(window.split()) == 30 and window in text
+    assert ev.query_window(text, "r1", window_words=30, seed=13) == window
+    assert {ev.query_window(text, f"r{i}", seed=13) for i in range(20)} != {window}
+    assert ev.query_window("short  review\ttext", "r2") == "short review text"
+
+
+def test_known_item_queries_round_robin_over_anime():
+    reviews = [(rid, anime, f"text of {rid}") for rid, anime in reviews_for({1: 5, 2: 5, 3: 2})]
+    held = {rid for rid, _, _ in reviews}  # pretend all are held out
+    queries = ev.known_item_queries(reviews, held, max_queries=7)
+    assert [q.anime_id for q in queries] == [1, 2, 3, 1, 2, 3, 1]
+    assert len({q.review_id for q in queries}) == 7
+    assert ev.known_item_queries(reviews, held, max_queries=None)[-1].anime_id in (1, 2)
+    assert ev.known_item_queries(reviews, set(), max_queries=None) == []
+
+
+def test_ranking_metrics_by_hand():
+    ranks = [1, 3, None, 12, 2]
+    groups = [7, 7, 7, 8, 9]
+    m = ev.ranking_metrics(ranks, groups)
+    assert m["queries"] == 5
+    assert m["hit@1"] == pytest.approx(1 / 5)
+    assert m["hit@10"] == pytest.approx(3 / 5)
+    assert m["mrr@10"] == pytest.approx((1 + 1 / 3 + 0 + 0 + 1 / 2) / 5)
+    # macro: anime 7 -> (1 + 1/3 + 0)/3, anime 8 -> 0, anime 9 -> 1/2
+    assert m["macro_mrr@10"] == pytest.approx(((4 / 3) / 3 + 0 + 0.5) / 3)
+    assert ev.rank_of([5, 6, 7], [7, 6]) == 2 and ev.rank_of([5], [1]) is None
+
+
+def test_genre_precision_and_recall_by_hand():
+    labels = {1: {"comedy"}, 2: {"drama"}, 3: {"comedy", "drama"}}
+    assert ev.genre_precision([1, 2, 3], "Comedy", lambda a: labels[a], available=2, k=10) == pytest.approx(1.0)
+    assert ev.genre_precision([1, 2, 3], "comedy", lambda a: labels[a], available=5, k=2) == pytest.approx(0.5)
+    assert ev.genre_precision([1], "horror", lambda a: labels[a], available=0) == 0.0
+    assert ev.recall_at_k([4, 5, 6, 7], {5, 7, 9}, k=2) == pytest.approx(1 / 2)
+    assert ev.recall_at_k([4, 5, 6, 7], {5, 7, 9}, k=10) == pytest.approx(2 / 3)
+
+
+def test_recommendation_targets_are_symmetric_and_inside_the_index(tmp_path):
+    path = tmp_path / "recs.jsonl"
+    rows = [(1, 2), (1, 3), (2, 1), (4, 1), (1, 1), (1, 2)]
+    path.write_text("".join(json.dumps({"source_anime_id": a, "rec_anime_id": b, "votes_or_count": 1}) + "\n"
+                            for a, b in rows))
+    pairs = ev.load_user_recs(path)
+    assert pairs == [(1, 2), (1, 3), (2, 1), (4, 1), (1, 1)]
+    assert ev.recommendation_targets(pairs, {1, 2, 3}) == {1: {2, 3}, 2: {1}, 3: {1}}
+
+
+def test_hand_written_queries_are_well_formed():
+    assert len(LONG_TAIL) >= 40 and len(GENRES) >= 20
+    assert all(q.answers and q.text for q in LONG_TAIL)
+    assert len({q.text for q in LONG_TAIL}) == len(LONG_TAIL)
+    assert all(q.genre and not q.answers for q in GENRES)
+
+
+def demo_reviews() -> list[Review]:
+    from scraping.importers import review_from_json
+
+    with open(config.DEMO_REVIEWS, encoding="utf-8") as handle:
+        return [review_from_json(json.loads(line)) for line in handle if line.strip()]
+
+
+def test_known_item_masking_equals_leaving_the_reviews_out(tiny_encoder, monkeypatch):
+    """The fast path (mask held-out rows of one index) against the reference (an index without them).
+
+    BM25 statistics are corpus-wide, so a masked index still counts the held-out
+    passages in them; the lexical signal is off here to compare like with like.
+    """
+    monkeypatch.setattr(config, "LEXICAL_WEIGHT", 0.0)
+    wanted = sorted({r.anime_id for r in demo_reviews()})[:20]
+    reviews = [r for r in demo_reviews() if r.anime_id in wanted]
+    reference = ev.known_item(tiny_encoder, reviews, max_queries=15, aggregation="soft")
+    assert set(reference) == set(ev.KNOWN_ITEM_KEYS)
+    assert reference["queries"] == 15
+    assert 0.0 <= reference["hit@1"] <= reference["hit@10"] <= 1.0
+
+    full = ev.in_memory_recommender(tiny_encoder, reviews)
+    queries, excluded, counts = ev.known_item_split(full, max_queries=15)
+    held = ev.held_out_split((r.review_id, r.anime_id) for r in reviews)
+    assert excluded.sum() > 0 and sum(full.review_counts.values()) - sum(counts.values()) == len(held)
+    fast = ev.score_known_item(full, queries, ["soft"], excluded=excluded, review_counts=counts)["soft"]
+    assert fast == pytest.approx(reference)
+
+
+@pytest.mark.slow
+def test_default_beats_count_with_minilm_on_the_demo_index(minilm_recommender):
+    queries, excluded, counts = ev.known_item_split(minilm_recommender)
+    got = ev.score_known_item(minilm_recommender, queries, ["count", config.DEFAULT_AGGREGATION],
+                              excluded=excluded, review_counts=counts)
+    default, count = got[config.DEFAULT_AGGREGATION], got["count"]
+    assert default["queries"] == count["queries"] >= 70
+    assert default["mrr@10"] > 0.4  # 76 anime: chance is about 0.04
+    assert default["mrr@10"] > count["mrr@10"] and default["macro_mrr@10"] > count["macro_mrr@10"]
+
+
+def test_evaluate_index_report_and_table(tiny_recommender, tmp_path):
+    report = ev.evaluate_index(tiny_recommender, ["count", "soft"], top_n=50, max_queries=30,
+                               recs_path=tmp_path / "absent.jsonl")
+    assert set(report["known_item"]) == {"count", "soft"}
+    assert report["known_item"]["soft"]["queries"] == 30
+    assert report["long_tail"]["soft"]["queries"] == sum(
+        any(a in tiny_recommender.review_counts for a in q.answers) for q in LONG_TAIL)
+    assert report["genres"]["soft"]["queries"] > 0 and report["similar"] is None
+    table = ev.format_table(report, default="soft")
+    assert table.splitlines()[0].startswith("| aggregation | known-item hit@1")
+    assert "| **soft** (default) |" in table and "| count |" in table
+    png = ev.plot_report(report, tmp_path / "plot.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_cli_evaluate_json(tiny_index_dir, tiny_model_dir, tmp_path, capsys):
+    recs = tmp_path / "recs.jsonl"
+    recs.write_text(json.dumps({"source_anime_id": 1, "rec_anime_id": 6, "votes_or_count": 3}) + "\n")
+    plot = tmp_path / "eval.png"
+    code, out, err = run_cli(capsys, "evaluate", "--index", tiny_index_dir, "--model", tiny_model_dir,
+                             "--aggregation", "count,soft", "--aggregation", "max", "--json", "--top-n", "50",
+                             "--max-queries", "20", "--recs", recs, "--plot", plot)
+    assert code == 0, err
+    report = json.loads(out)
+    assert list(report["known_item"]) == ["count", "soft", "max"]
+    assert report["known_item"]["soft"]["queries"] == 20
+    assert report["similar"]["centroid"]["anime"] == 2  # 1 -> 6 and, symmetrically, 6 -> 1
+    assert plot.exists() and report["plot"] == str(plot)
+    code, out, err = run_cli(capsys, "evaluate", "--index", tiny_index_dir, "--aggregation", "popularity")
+    assert code == 2 and "unknown aggregation" in err
+
+
+def run_cli(capsys, *args) -> tuple[int, str, str]:
+    """``python -m recommender ARGS`` in-process (no interpreter start-up): exit code, stdout, stderr."""
+    from recommender.__main__ import main
+
+    code = main([str(a) for a in args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err

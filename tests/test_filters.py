@@ -1,0 +1,159 @@
+"""Filters: the pure predicate, input validation, and server-side filtering before the limit (with over-fetch)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from recommender import config
+from recommender.aggregate import best_hit_per_review
+from recommender.errors import InvalidParameterError
+from recommender.filters import SearchFilters, is_adult, matches
+
+FANTASY_TV = {"genres": ["Action", "Fantasy"], "themes": ["Isekai"], "demographics": ["Shounen"], "type": "TV",
+              "year": 2019, "score": 7.9, "nsfw": False}
+
+
+def test_matches_each_filter():
+    assert matches(FANTASY_TV, SearchFilters())
+    assert matches(FANTASY_TV, SearchFilters(genres=("fantasy", "ISEKAI", "Shounen")))  # any label kind, any case
+    assert not matches(FANTASY_TV, SearchFilters(genres=("Fantasy", "Romance")))  # all must be present
+    assert not matches(FANTASY_TV, SearchFilters(exclude_genres=("Romance", "isekai")))
+    assert matches(FANTASY_TV, SearchFilters(exclude_genres=("Romance",)))
+    assert matches(FANTASY_TV, SearchFilters(types=("Movie", "tv")))
+    assert not matches(FANTASY_TV, SearchFilters(types=("Movie",)))
+    assert matches(FANTASY_TV, SearchFilters(year_min=2019, year_max=2019))
+    assert not matches(FANTASY_TV, SearchFilters(year_min=2020))
+    assert not matches(FANTASY_TV, SearchFilters(year_max=2018))
+    assert matches(FANTASY_TV, SearchFilters(min_score=7.9))
+    assert not matches(FANTASY_TV, SearchFilters(min_score=8.0))
+
+
+def test_unknown_metadata_fails_only_the_filters_that_need_it():
+    stub = {"title": "Only a title"}
+    assert matches(stub, SearchFilters())
+    assert matches(stub, SearchFilters(exclude_genres=("Horror",)))
+    for filters in (SearchFilters(genres=("Drama",)), SearchFilters(types=("TV",)), SearchFilters(year_min=1990),
+                    SearchFilters(year_max=2030), SearchFilters(min_score=1.0)):
+        assert not matches(stub, filters)
+
+
+@pytest.mark.parametrize("meta", [{"nsfw": True}, {"rating": "Rx - Hentai"}, {"genres": ["Hentai"]},
+                                  {"genres": ["Drama"], "themes": ["Erotica"]}])
+def test_adult_titles_are_hidden_unless_asked_for(meta):
+    assert is_adult(meta)
+    assert not matches(meta, SearchFilters())
+    assert matches(meta, SearchFilters(nsfw=True))
+
+
+def test_from_values_parses_loose_input():
+    filters = SearchFilters.from_values(genres=["Action,Drama", " Comedy "], exclude_genres="Horror",
+                                        types=None, year_min="1999", year_max=2005.0, min_score="7.5", nsfw="true")
+    assert filters == SearchFilters(genres=("Action", "Drama", "Comedy"), exclude_genres=("Horror",), types=(),
+                                    year_min=1999, year_max=2005, min_score=7.5, nsfw=True)
+    assert SearchFilters.from_values(year_min="", min_score=None, nsfw="0") == SearchFilters()
+    assert SearchFilters().is_default and not filters.is_default
+
+
+@pytest.mark.parametrize("kwargs", [dict(year_min="soon"), dict(year_min="1999.5"), dict(min_score="high"),
+                                    dict(min_score=11), dict(year_min=2010, year_max=2000), dict(nsfw="maybe"),
+                                    dict(year_max=True)])
+def test_from_values_rejects_bad_input(kwargs):
+    with pytest.raises(InvalidParameterError):
+        SearchFilters.from_values(**kwargs)
+
+
+# ---- on a real (tiny) index ------------------------------------------------------------------------------------
+def test_filtered_search_returns_only_matching_anime_and_a_full_page(tiny_recommender):
+    rec = tiny_recommender
+    filters = SearchFilters(genres=("Comedy",), exclude_genres=("Romance",), year_min=2005)
+    allowed = {a for a in rec.review_counts if matches(rec.catalog.get(a, {}), filters)}
+    assert 5 <= len(allowed) < len(rec.review_counts)
+    # top_n so small that an unfiltered top-N would hold too few allowed anime: search must look deeper.
+    response = rec.search("friends laughing together", top_n=3, limit=5, filters=filters)
+    assert len(response.results) == 5
+    assert all(r.anime_id in allowed for r in response.results)
+    assert response.total <= len(allowed)
+    everything = rec.search("friends laughing together", top_n=3, limit=100, filters=filters)
+    assert everything.total == len(allowed)  # looked deep enough to rank every allowed anime
+    assert {r.anime_id for r in everything.results} == allowed
+
+
+def test_filtered_retrieval_equals_a_search_of_only_the_allowed_rows(tiny_recommender):
+    rec = tiny_recommender
+    filters = SearchFilters(types=("Movie",))
+    excluded = rec.excluded_rows(filters)
+    assert excluded is not None and excluded.any() and not excluded.all()
+    vector = rec.encoder.encode_query("a magical journey through a spirit world")
+    got = rec.retrieve(vector, 25, excluded)
+    allowed_rows = np.flatnonzero(~excluded)
+    chunk_vectors = rec.encoder.encode([rec.chunk_text(r) for r in allowed_rows])
+    sims = chunk_vectors @ vector
+    expected = allowed_rows[np.argsort(-sims, kind="stable")[:25]]
+    assert [h.row for h in got] == [int(r) for r in expected]
+    assert [h.similarity for h in got] == pytest.approx(np.sort(sims)[::-1][:25], abs=1e-5)
+    assert all(rec.catalog[h.anime_id].get("type") == "Movie" for h in got)
+
+
+def test_adult_anime_hidden_by_default(tiny_recommender):
+    rec = tiny_recommender
+    query = "space cowboys, jazz and bounties"
+    top = rec.search(query, limit=3).results[0].anime_id
+    saved = dict(rec.catalog[top])
+    try:
+        rec.catalog[top]["nsfw"] = True  # pretend the best match is an adult title
+        rec._filter_rows.clear()
+        shown = {r.anime_id for r in rec.search(query, limit=100).results}
+        assert top not in shown and shown
+        with_nsfw = rec.search(query, limit=3, filters=SearchFilters(nsfw=True)).results
+        assert with_nsfw[0].anime_id == top
+    finally:
+        rec.catalog[top] = saved
+        rec._filter_rows.clear()
+
+
+def test_filters_apply_to_synopsis_documents_too(tiny_recommender):
+    rec = tiny_recommender
+    filters = SearchFilters(genres=("Sports",))
+    response = rec.search("a team training hard for the tournament", limit=100, filters=filters)
+    assert response.results and all("sports" in rec.genre_labels(r.anime_id) for r in response.results)
+    hits = rec.hits(["a team training"], rec.encoder.encode(["a team training"]), 50, rec.excluded_rows(filters))[0]
+    assert all("sports" in rec.genre_labels(h.anime_id) for h in best_hit_per_review(hits))
+
+
+def test_meta_lists_the_catalogue_choices(tiny_recommender):
+    meta = tiny_recommender.meta()
+    assert meta["default_aggregation"] == config.DEFAULT_AGGREGATION
+    assert "count" in meta["aggregations"] and config.DEFAULT_AGGREGATION in meta["aggregations"]
+    expected = sorted({label for a in tiny_recommender.review_counts for key in ("genres", "themes", "demographics")
+                       for label in tiny_recommender.catalog.get(a, {}).get(key) or []},
+                      key=lambda name: (name.casefold(), name))
+    assert meta["genres"] == expected and "Comedy" in meta["genres"]
+    assert meta["types"] == sorted(meta["types"]) and "TV" in meta["types"]
+    years = [m["year"] for m in tiny_recommender.catalog.values() if m.get("year")]
+    assert meta["year_range"] == [min(years), max(years)]
+
+
+def test_cli_filters(tiny_index_dir, tiny_model_dir, capsys):
+    code, out, err = run_cli(capsys, "search", "--index", tiny_index_dir, "--model", tiny_model_dir, "--json",
+                             "--limit", "4", "--type", "Movie", "--year-min", "1990", "--genre", "Drama",
+                             "magic and spirits")
+    assert code == 0, err
+    response = json.loads(out)
+    assert response["results"]
+    for result in response["results"]:
+        assert result["type"] == "Movie" and result["year"] >= 1990 and "Drama" in result["genres"]
+    code, out, err = run_cli(capsys, "search", "--index", tiny_index_dir, "--model", tiny_model_dir,
+                             "--year-min", "2020", "--year-max", "2000", "anything")
+    assert code == 2 and err.startswith("error:") and "year_min" in err
+
+
+def run_cli(capsys, *args) -> tuple[int, str, str]:
+    """``python -m recommender ARGS`` in-process (no interpreter start-up): exit code, stdout, stderr."""
+    from recommender.__main__ import main
+
+    code = main([str(a) for a in args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
