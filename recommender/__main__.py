@@ -25,6 +25,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     from recommender.build import build_index
 
     report = build_index(args.db, model=args.model, out=args.out, index_type=args.index_type,
+                         index_params={"ef_search": args.ef_search, "nprobe": args.nprobe},
                          batch_size=args.batch_size, progress=not args.quiet)
     print(
         f"index written to {report.out}: {report.reviews} reviews, {report.chunks} chunks, {report.anime} anime"

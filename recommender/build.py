@@ -220,6 +220,7 @@ def build_index(
     out: str | Path | None = None,
     index_type: str = "flat",
     *,
+    index_params: dict | None = None,
     encoder: Encoder | None = None,
     batch_size: int = config.ENCODE_BATCH_SIZE,
     shard_size: int = config.SHARD_SIZE,
@@ -233,6 +234,7 @@ def build_index(
         model: model name or directory (see :func:`recommender.encoder.resolve_model`); ignored with ``encoder``.
         out: index directory; default ``data/index/<model name>``.
         index_type: see :data:`recommender.index.INDEX_TYPES`.
+        index_params: explicit index knobs (e.g. ``ef_search``, ``nprobe``); None values mean "calibrate".
         encoder: an already loaded encoder (tests, benchmarks).
         batch_size: texts per forward pass.
         shard_size: chunks per saved embedding shard (the most a killed build loses).
@@ -272,7 +274,8 @@ def build_index(
     key = _plan_key(encoder, store_checksum, overlap)
     frame = _plan_chunks(work, key, texts, anime_of, encoder, overlap, progress)
     vectors, resumed, embed_seconds = _embed(work, frame, texts, encoder, batch_size, shard_size, progress)
-    index = VectorIndex.build(vectors, index_type)
+    index = VectorIndex.build(vectors, index_type,
+                              **{k: v for k, v in (index_params or {}).items() if v is not None})
     centroids, centroid_ids = anime_centroids(vectors, frame["anime_id"].to_numpy(), encoder.normalize)
     synopsis_vectors, synopsis_ids = embed_synopses(catalog, encoder, batch_size)
     info = encoder.info()

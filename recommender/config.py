@@ -64,9 +64,20 @@ SYNOPSIS_WEIGHT = 1.0
 #: Lexical signal: ``weight × BM25 / (the query's best BM25)`` is added to each retrieved passage's cosine (0: off).
 LEXICAL_WEIGHT = 0.2
 
-#: CPU threads for query encoding and index search: the target machine has 2 cores, where more threads only
-#: contend; set ANIME_SEARCH_THREADS on a bigger server.
-SERVE_THREADS = int(os.environ.get("ANIME_SEARCH_THREADS") or min(2, os.cpu_count() or 1))
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+#: CPU threads per query for encoding and index search: half the cores (1 on the 2-core target, where a
+#: second thread per query made requests 4–16× slower whenever the other core was busy; see
+#: docs/index_types.md). Set ANIME_SEARCH_THREADS to override.
+SERVE_THREADS = int(os.environ.get("ANIME_SEARCH_THREADS") or max(1, usable_cores() // 2))
 #: Default cross-encoder for ``--rerank`` (needs the hub or a local copy) and how many chunks it re-scores:
 #: a MiniLM-L6 cross-encoder costs about one chunk embedding per passage, ~2 s for 30 on 2 idle cores.
 RERANK_MODEL = "cross-encoder/ms-marco-MiniLM-L-6-v2"

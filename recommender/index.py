@@ -34,12 +34,12 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from pathlib import Path
 
 import faiss
 import numpy as np
 
+from recommender import config
 from recommender.errors import IndexMismatchError, IndexNotFoundError, InvalidParameterError
 
 log = logging.getLogger(__name__)
@@ -104,11 +104,7 @@ def serving_threads() -> int:
     (another request, the web server, other jobs), as idle spinning faiss
     threads starve torch's (``benchmarks/query_latency.py --compare-threads``).
     """
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cores = os.cpu_count() or 1
-    return max(1, cores // 2)
+    return max(1, config.usable_cores() // 2)
 
 
 def default_nlist(n: int) -> int:

@@ -358,13 +358,16 @@ class Recommender:
     def excluded_rows(self, filters: SearchFilters | None) -> np.ndarray | None:
         """Row mask of the anime that ``filters`` remove (None when nothing is removed); cached per filter set."""
         filters = filters or SearchFilters()
-        if filters not in self._filter_rows:
-            banned = [a for a in self.review_counts if not matches(self.catalog.get(a, {}), filters)]
-            mask = np.isin(self._row_anime, banned) if banned else None
-            if len(self._filter_rows) > 256:  # filter sets come from users: keep the cache bounded
-                self._filter_rows.clear()
-            self._filter_rows[filters] = mask
-        return self._filter_rows[filters]
+        try:  # one lookup, not "in" then "[]": another request's thread may clear the cache in between
+            return self._filter_rows[filters]
+        except KeyError:
+            pass
+        banned = [a for a in self.review_counts if not matches(self.catalog.get(a, {}), filters)]
+        mask = np.isin(self._row_anime, banned) if banned else None
+        if len(self._filter_rows) > 256:  # filter sets come from users: keep the cache bounded
+            self._filter_rows.clear()
+        self._filter_rows[filters] = mask
+        return mask
 
     # ---- query path --------------------------------------------------------------------
     def search(self, query: str, *, top_n: int = config.DEFAULT_TOP_N, limit: int = config.DEFAULT_LIMIT,
