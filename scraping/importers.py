@@ -11,9 +11,10 @@ import hashlib
 import json
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from scraping.models import Anime, Review
 from scraping.store import Store, UpsertCounts
@@ -24,6 +25,7 @@ ADULT_GENRES = frozenset({"Hentai", "Erotica"})
 CSV_COLUMNS = ("Anime Title", "Review", "MAL Link", "Image URL")
 _MAL_ANIME_LINK = re.compile(r"myanimelist\.net/anime/(\d+)")
 _BATCH = 1000
+T = TypeVar("T")
 
 
 class BadRow(ValueError):
@@ -204,35 +206,35 @@ def _flush_reviews(store: Store, batch: list[Review], report: ImportReport) -> N
     batch.clear()
 
 
-def import_reviews_jsonl(store: Store, path: Path) -> ImportReport:
-    """Import reviews from JSONL; unknown anime get title-only stubs."""
+def _import_jsonl(path: Path, parse: Callable[[object], T], flush: Callable[[list[T], ImportReport], None]
+                  ) -> ImportReport:
+    """Parse a JSONL file row by row, handing batches of records to ``flush`` and counting bad rows."""
     report = ImportReport(path)
-    batch: list[Review] = []
+    batch: list[T] = []
     for line_no, obj in _jsonl_objects(path, report):
         try:
-            batch.append(review_from_json(obj))
+            batch.append(parse(obj))
         except BadRow as exc:
             report.bad.append((line_no, str(exc)))
         if len(batch) >= _BATCH:
-            _flush_reviews(store, batch, report)
-    _flush_reviews(store, batch, report)
+            flush(batch, report)
+            batch.clear()
+    flush(batch, report)
     return report
+
+
+def import_reviews_jsonl(store: Store, path: Path) -> ImportReport:
+    """Import reviews from JSONL; unknown anime get title-only stubs."""
+    return _import_jsonl(path, review_from_json, lambda batch, report: _flush_reviews(store, batch, report))
 
 
 def import_anime_jsonl(store: Store, path: Path) -> ImportReport:
     """Import anime metadata from JSONL, merging with what the store knows."""
-    report = ImportReport(path)
-    batch: list[Anime] = []
-    for line_no, obj in _jsonl_objects(path, report):
-        try:
-            batch.append(anime_from_json(obj))
-        except BadRow as exc:
-            report.bad.append((line_no, str(exc)))
-        if len(batch) >= _BATCH:
-            report.anime += store.upsert_anime(batch)
-            batch.clear()
-    report.anime += store.upsert_anime(batch)
-    return report
+
+    def flush(batch: list[Anime], report: ImportReport) -> None:
+        report.anime += store.upsert_anime(batch)
+
+    return _import_jsonl(path, anime_from_json, flush)
 
 
 def import_reference_csv(store: Store, path: Path) -> ImportReport:
