@@ -23,7 +23,6 @@ import argparse
 import itertools
 import json
 import math
-import os
 import sys
 import tempfile
 import time
@@ -248,7 +247,6 @@ def passages_per_review(db: str, max_seq_length: int, limit: int = 3000) -> floa
 
 def main() -> int:
     args = parse_args()
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     import pandas as pd
 
     from training.gpl import resolve_hardware, run_gpl

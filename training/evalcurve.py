@@ -71,7 +71,7 @@ def best_row(rows: Sequence[dict]) -> dict | None:
 
 
 def plot_curve(rows: Sequence[dict], path: Path, title: str) -> Path:
-    """PNG of MRR@10 and hit@10 against training step, the best step marked."""
+    """PNG of MRR@10 and hit@10 against training step, with the base model's level and the best checkpoint."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -81,9 +81,12 @@ def plot_curve(rows: Sequence[dict], path: Path, title: str) -> Path:
     fig, ax = plt.subplots(figsize=(7, 4))
     ax.plot(steps, [row["mrr@10"] for row in rows], marker="o", label="MRR@10")
     ax.plot(steps, [row["hit@10"] for row in rows], marker=".", linestyle="--", label="hit@10")
-    best = best_row(rows)
+    base = next((row for row in rows if row["step"] == 0), None)
+    if base is not None:
+        ax.axhline(base["mrr@10"], color="tab:blue", alpha=0.4, linestyle="-.", label="base model MRR@10")
+    best = best_row([row for row in rows if row["step"] > 0])
     if best is not None:
-        ax.axvline(best["step"], color="grey", linestyle=":", label=f"best: step {best['step']}")
+        ax.axvline(best["step"], color="grey", linestyle=":", label=f"best checkpoint: step {best['step']}")
     ax.set_xlabel("training step")
     ax.set_ylabel("known-item score")
     ax.set_title(title)
