@@ -92,7 +92,8 @@ def bare_generate(run, hw, texts: list[str], budget: int) -> float:
     """Passages/s of ``model.generate`` alone on pre-tokenized, length-sorted batches (the stage's settings)."""
     import torch
 
-    from training.gpl import length_order, load_generator
+    from training.gpl import length_order
+    from training.models import load_generator
 
     g = run.generate
     model, tokenizer = load_generator(run, hw)
@@ -145,19 +146,27 @@ def _batches(tokenize, texts: list, batch_size: int, budget: int, device: str) -
     return features, sum(len(batches[b]) for b in chosen)
 
 
-def bare_encode(name: str, run, hw, texts: list[str], budget: int, batch_size: int) -> float:
-    """Texts/s of a bi-encoder's forward pass alone (as the mining stage and the index use it)."""
-    from training.gpl import load_bi_encoder
+def bare_encode(name: str, run, hw, groups: list[list[str]], batch_size: int) -> float:
+    """Texts/s of a bi-encoder's forward pass alone over every text of ``groups`` (length-sorted, pre-tokenized).
+
+    Each group is batched on its own, as mining encodes the passages and the queries separately.
+    """
+    from training.models import load_bi_encoder
 
     model = load_bi_encoder(name, run, hw)
     model.eval()
-    features, n = _batches(model.preprocess, texts, batch_size, budget, hw.device)
-    return n / _bare_forward(model, features, hw.device)
+    seconds, count = 0.0, 0
+    for texts in groups:
+        if texts:
+            features, n = _batches(model.preprocess, texts, batch_size, len(texts), hw.device)
+            seconds += _bare_forward(model, features, hw.device)
+            count += n
+    return count / seconds
 
 
 def bare_cross_encoder(run, hw, pairs: list[tuple[str, str]], budget: int) -> float:
     """Pairs/s of the cross-encoder's forward pass alone."""
-    from training.gpl import load_cross_encoder
+    from training.models import load_cross_encoder
 
     model = load_cross_encoder(run, hw)
     model.eval()
@@ -172,7 +181,7 @@ def bare_train(run, hw, rows: list[tuple[str, str, str, float]], steps: int) -> 
     import torch
     from sentence_transformers.sentence_transformer.losses import MarginMSELoss
 
-    from training.gpl import load_bi_encoder
+    from training.models import load_bi_encoder
 
     model = load_bi_encoder(run.models.base, run, hw, for_training=True)
     model.train()
@@ -213,7 +222,7 @@ def bare_train(run, hw, rows: list[tuple[str, str, str, float]], steps: int) -> 
 def stage_encode_rate(name: str, run, hw, texts: list[str], batch_size: int) -> float:
     """Texts/s of ``Encoder.encode`` (what the index build and the evaluation call), tokenizing included."""
     from recommender.encoder import Encoder
-    from training.gpl import load_bi_encoder
+    from training.models import load_bi_encoder
 
     encoder = Encoder(load_bi_encoder(name, run, hw), name, name)
     encoder.encode(texts[:batch_size], batch_size=batch_size)
@@ -249,7 +258,8 @@ def main() -> int:
     args = parse_args()
     import pandas as pd
 
-    from training.gpl import resolve_hardware, run_gpl
+    from training.gpl import run_gpl
+    from training.models import resolve_hardware
 
     full = load_config(args.config)
     work = Path(args.workdir or tempfile.mkdtemp(prefix="gpl-bench-"))
@@ -280,17 +290,20 @@ def main() -> int:
             zip(triplets["query_id"], triplets["positive_id"], triplets["negative_id"], triplets["margin"],
                 strict=True)]
     mine_texts = texts + queries["query"].tolist()
+    # The bare encoders see the same mix of passages and (short) queries as the mining stage, scaled down.
+    share = min(1.0, args.bare_passages * 4 / len(mine_texts))
+    bare_mix = [texts[: max(1, round(len(texts) * share))], queries["query"].tolist()[: round(len(queries) * share)]]
+    bare_passages = texts[: args.bare_passages * 4]
     def best(measure) -> float:
         return max(measure() for _ in range(max(1, args.repeats)))
 
     bare = {
         "generate": best(lambda: bare_generate(run, hw, texts, args.bare_passages)),
-        "mine": np.mean([best(lambda r=r: bare_encode(r, run, hw, mine_texts, args.bare_passages * 4,
-                                                      run.mine.batch_size)) for r in run.models.retrievers]),
+        "mine": np.mean([best(lambda r=r: bare_encode(r, run, hw, bare_mix, run.mine.batch_size))
+                         for r in run.models.retrievers]),
         "label": best(lambda: bare_cross_encoder(run, hw, pairs, args.bare_passages * 8)),
         "train": best(lambda: bare_train(run, hw, rows, min(args.bare_steps, args.steps))),
-        "encode": best(lambda: bare_encode(run.models.base, run, hw, texts, args.bare_passages * 4,
-                                           rconfig.ENCODE_BATCH_SIZE * 4)),
+        "encode": best(lambda: bare_encode(run.models.base, run, hw, [bare_passages], rconfig.ENCODE_BATCH_SIZE * 4)),
     }
     n_retrievers = len(run.models.retrievers)
     pipeline = {
@@ -298,7 +311,8 @@ def main() -> int:
         "mine": n_retrievers * len(mine_texts) / infos["mine"]["seconds"],
         "label": infos["label"]["items"] / infos["label"]["seconds"],
         "train": infos["train"]["items"] / infos["train"]["seconds"],
-        "encode": best(lambda: stage_encode_rate(run.models.base, run, hw, texts, rconfig.ENCODE_BATCH_SIZE * 4)),
+        "encode": best(lambda: stage_encode_rate(run.models.base, run, hw, bare_passages,
+                                                 rconfig.ENCODE_BATCH_SIZE * 4)),
     }
 
     # Reference-size work under the full config's own settings.

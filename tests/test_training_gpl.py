@@ -179,3 +179,17 @@ def test_resume_after_interruptions_gives_the_same_outputs(finished, store_path,
     assert any(not np.allclose(straight[key], base[key]) for key in base)  # training changed the weights
     for key in straight:
         assert np.allclose(resumed[key], straight[key], atol=1e-5), key
+
+
+def test_eval_command_scores_a_model_and_reports_errors_in_one_line(finished, store_path, tmp_path, capsys):
+    from training.__main__ import main
+
+    run, infos = finished
+    assert main(["eval", "--model", str(run.export_dir), "--db", str(store_path), "--max-queries", "12",
+                 "--device", "cpu", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["similarity"] == "dot" and result["reviews"] == 60
+    assert result["queries"] == 12 and 0.0 <= result["mrr@10"] <= 1.0
+    assert main(["eval", "--model", str(run.export_dir), "--db", str(tmp_path / "missing.sqlite")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "missing.sqlite" in err

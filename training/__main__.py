@@ -34,7 +34,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from training.config import KNOWN_BASE_MODELS
     from training.corpus import choose_eval_reviews
     from training.evalcurve import evaluate_model
-    from training.gpl import set_pooling
+    from training.models import set_pooling
 
     encoder = Encoder.load(args.model, device=args.device)
     if args.model in KNOWN_BASE_MODELS:
