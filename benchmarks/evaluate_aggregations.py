@@ -83,18 +83,16 @@ def main() -> int:
     parser.add_argument("--index", required=True, help="index directory")
     parser.add_argument("--quick", action="store_true", help="fewer variants and depths")
     args = parser.parse_args()
-    rec = Recommender.load(args.index)
-    if rec.synopsis_vectors is None:  # an index built before synopses were indexed: embed them now
-        rec.attach_synopses(*rec.encode_synopses())
-    synopses = (rec.synopsis_vectors, rec.synopsis_ids)
+    base = Recommender.load(args.index)
     names = ["count", *register_variants(args.quick)]
 
     print("## 1. Aggregation parameters"
-          f" (top_n={config.DEFAULT_TOP_N}, synopsis weight {rec.synopsis_weight})\n")
+          f" (top_n={base.settings.top_n}, synopsis weight {base.settings.synopsis_weight},"
+          f" BM25 depth {base.settings.lexical_depth})\n")
     print(HEADER.format("aggregation @ lexical weight"))
     candidates = []
     for lam in (0.1, 0.2):
-        rec.lexical_weight = lam
+        rec = base.with_settings(lexical_weight=lam)
         t0 = time.perf_counter()
         report = evaluate_index(rec, names)
         for name in names:
@@ -102,7 +100,6 @@ def main() -> int:
             if name != "count" and beats_count(report, name):
                 candidates.append((balanced(report, name), f"{name} @ lexical {lam:g}"))
         print(f"| ({time.perf_counter() - t0:.0f} s) |||||||||")
-    rec.lexical_weight = config.LEXICAL_WEIGHT
     best = max(candidates, default=None)
     print("\nSelection rule (strictly better than count on every metric, then the best mean of KI MRR@10,"
           " KI macro-MRR@10, tail MRR@10, genre@10): " + (f"{best[1]} ({best[0]:.3f})" if best else "none qualifies"))
@@ -111,14 +108,15 @@ def main() -> int:
     print(f"\n## 2. Levers for the default aggregation ({default}); count shown for reference\n")
     print(HEADER.format("setting"))
     depths = (100, 500) if args.quick else (100, 250, 500, 1500)
-    settings = [(w, lam, n) for w in (0.0, 1.0) for lam in (0.0, 0.1, 0.2, 0.3) for n in (config.DEFAULT_TOP_N,)]
-    settings += [(config.SYNOPSIS_WEIGHT, config.LEXICAL_WEIGHT, n) for n in depths if n != config.DEFAULT_TOP_N]
+    settings = [(w, lam, d, config.DEFAULT_TOP_N) for w in (0.0, 1.0) for lam in (0.0, 0.1, 0.2, 0.3)
+                for d in (0, config.LEXICAL_DEPTH)]
+    settings += [(config.SYNOPSIS_WEIGHT, config.LEXICAL_WEIGHT, config.LEXICAL_DEPTH, n) for n in depths
+                 if n != config.DEFAULT_TOP_N]
     count_rows = {}
-    for w, lam, n in settings:
-        rec.synopsis_weight, rec.lexical_weight = w, lam
-        rec.attach_synopses(*synopses)
+    for w, lam, depth, n in settings:
+        rec = base.with_settings(synopsis_weight=w, lexical_weight=lam, lexical_depth=depth)
         report = evaluate_index(rec, ["count", default], top_n=n)
-        label = f"synopsis {w:g}, lexical {lam:g}, top_n {n}"
+        label = f"synopsis {w:g}, lexical {lam:g}, BM25 depth {depth}, top_n {n}"
         print(row(default, report).replace(f"| {default} |", f"| {default}: {label} |", 1), flush=True)
         count_rows.setdefault(n, row("count", report).replace("| count |", f"| count: top_n {n} |", 1))
     for line in count_rows.values():  # count ignores synopses and the lexical signal: one row per depth

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -21,14 +22,20 @@ from recommender.chunking import chunk_reviews
 from recommender.encoder import Encoder
 from recommender.errors import EmptyCorpusError
 from recommender.index import VectorIndex
+from recommender.lexical import LexicalIndex
+from recommender.review_table import write_review_table
+from recommender.search_config import SearchConfig
 from scraping.store import Store
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+#: 2: reviews in a memory-mapped Arrow file, the BM25 index built at index time, search settings in the manifest.
+FORMAT_VERSION = 2
 MANIFEST = "manifest.json"
 CHUNKS = "chunks.parquet"
-REVIEWS = "reviews.parquet"
+REVIEWS = "reviews.arrow"
+#: bm25s's files (postings memory-mapped at load) over every chunk, then every synopsis.
+LEXICAL_DIR = "lexical"
 CATALOG = "catalog.json"
 ROW_IDS = "vectors.ids.npy"
 ANIME_VECTORS = "anime_vectors.npy"
@@ -120,6 +127,29 @@ def embed_synopses(catalog: Mapping[int | str, dict], encoder: Encoder,
     texts = [texts_by_id[a] for a in ids]
     vectors = encoder.encode(texts, batch_size=batch_size) if texts else np.zeros((0, encoder.dim), np.float32)
     return vectors.astype(np.float32), np.asarray(ids, dtype=np.int64)
+
+
+def build_lexical(frame: pd.DataFrame, texts: Mapping[str, str], synopses: list[str],
+                  progress: bool = False) -> LexicalIndex:
+    """BM25 over every chunk (in row order), then every synopsis: the passage numbering search uses."""
+    spans = zip(frame["review_id"].to_numpy(), frame["start"].to_numpy(), frame["end"].to_numpy(), strict=True)
+    passages = (texts[rid][int(a):int(b)] for rid, a, b in spans)
+    return LexicalIndex.build(itertools.chain(passages, synopses), progress=progress,
+                              total=len(frame) + len(synopses))
+
+
+def document_norm(vectors: np.ndarray, normalized: bool, sample: int = 10_000) -> float:
+    """The similarity unit of a model: 1 for cosine, the median vector length for a dot-product model.
+
+    Search divides a query's similarities by ``|query| · document_norm`` so that
+    the tunables (soft-vote temperature, lexical weight) read in cosine units
+    whatever the model's scale (see :class:`recommender.search_config.SearchConfig`).
+    """
+    if normalized or not len(vectors):
+        return 1.0
+    rows = np.random.default_rng(0).choice(len(vectors), min(sample, len(vectors)), replace=False)
+    norm = float(np.median(np.linalg.norm(vectors[np.sort(rows)], axis=1)))
+    return norm if norm > 0 else 1.0
 
 
 def _catalog(store: Store, review_counts: dict[int, int]) -> dict[str, dict]:
@@ -249,23 +279,16 @@ def build_index(
     encoder = encoder or Encoder.load(model)
     out = Path(out) if out else config.default_index_dir(encoder.name)
     with Store.open(db) as store:
-        texts, anime_of = {}, {}
-        for review in store.iter_reviews():
-            if review.text and review.text.strip():
-                texts[review.review_id] = review.text
-                anime_of[review.review_id] = review.anime_id
-        if not texts:
+        reviews = [r for r in store.iter_reviews() if r.text and r.text.strip()]
+        if not reviews:
             raise EmptyCorpusError(f"no reviews in {db}; import some first (python -m scraping import PATH)")
+        texts = {r.review_id: r.text for r in reviews}
+        anime_of = {r.review_id: r.anime_id for r in reviews}
         review_counts: dict[int, int] = {}
         for anime_id in anime_of.values():
             review_counts[anime_id] = review_counts.get(anime_id, 0) + 1
         catalog = _catalog(store, review_counts)
         store_checksum = store.reviews_checksum()
-        reviews_frame = pd.DataFrame(
-            [(r.review_id, r.anime_id, r.username, r.date, r.score, r.text)
-             for r in store.iter_reviews() if r.review_id in texts],
-            columns=["review_id", "anime_id", "username", "date", "score", "text"],
-        )
     for anime_id in review_counts:
         catalog.setdefault(str(anime_id), {"title": f"Anime {anime_id}", "url": f"https://myanimelist.net/anime/{anime_id}",
                                            "review_count": review_counts[anime_id]})
@@ -273,11 +296,14 @@ def build_index(
     work = work_dir_for(out)
     key = _plan_key(encoder, store_checksum, overlap)
     frame = _plan_chunks(work, key, texts, anime_of, encoder, overlap, progress)
+    frame["review_pos"] = pd.Index([r.review_id for r in reviews]).get_indexer(frame["review_id"]).astype(np.int64)
     vectors, resumed, embed_seconds = _embed(work, frame, texts, encoder, batch_size, shard_size, progress)
     index = VectorIndex.build(vectors, index_type,
                               **{k: v for k, v in (index_params or {}).items() if v is not None})
     centroids, centroid_ids = anime_centroids(vectors, frame["anime_id"].to_numpy(), encoder.normalize)
     synopsis_vectors, synopsis_ids = embed_synopses(catalog, encoder, batch_size)
+    lexical = build_lexical(frame, texts, [synopsis_text(catalog[str(a)]) for a in synopsis_ids], progress)
+    search = SearchConfig(doc_norm=document_norm(vectors, encoder.normalize))
     info = encoder.info()
     manifest = {
         "format_version": FORMAT_VERSION,
@@ -289,6 +315,7 @@ def build_index(
         "pooling": info.pooling,
         "chunking": {"max_tokens": key["max_tokens"], "overlap": overlap},
         "index": {"type": index.index_type, "params": index.params},
+        "search": search.to_dict(),
         "counts": {"reviews": len(texts), "chunks": len(frame), "anime": len(review_counts),
                    "synopses": len(synopsis_ids)},
         "store": {"path": str(Path(db).resolve()), "checksum": store_checksum},
@@ -300,11 +327,12 @@ def build_index(
         index.save(tmp)
         np.save(tmp / ROW_IDS, frame["chunk_id"].to_numpy(np.int64))
         frame.to_parquet(tmp / CHUNKS, index=False)
-        reviews_frame.to_parquet(tmp / REVIEWS, index=False)
+        write_review_table(tmp / REVIEWS, reviews)
         np.save(tmp / ANIME_VECTORS, centroids)
         np.save(tmp / ANIME_VECTOR_IDS, centroid_ids)
         np.save(tmp / SYNOPSIS_VECTORS, synopsis_vectors)
         np.save(tmp / SYNOPSIS_IDS, synopsis_ids)
+        lexical.save(tmp / LEXICAL_DIR)
         (tmp / CATALOG).write_text(json.dumps(catalog, ensure_ascii=False))
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
 

@@ -63,6 +63,8 @@ EVAL_SEED = 13
 SYNOPSIS_WEIGHT = 1.0
 #: Lexical signal: ``weight × BM25 / (the query's best BM25)`` is added to each retrieved passage's cosine (0: off).
 LEXICAL_WEIGHT = 0.2
+#: Lexical retrieval: the best this many BM25 passages join the dense top N as candidates (0: re-weighting only).
+LEXICAL_DEPTH = 50
 
 
 

@@ -2,9 +2,9 @@
 
 The held-out rule (:func:`held_out_split`) is deterministic: it depends only on
 the review ids, their anime and ``seed``. Known-item evaluation on a built index
-masks the held-out reviews' rows at query time (see
-:meth:`recommender.search.Recommender.retrieve_batch`), which gives the same
-hits as an index built without them.
+masks the held-out reviews' rows at query time (a FAISS ID selector and a BM25
+mask), which gives the same hits as an index built without them (BM25's word
+statistics still count them).
 """
 
 from __future__ import annotations
@@ -22,9 +22,11 @@ import pandas as pd
 
 from recommender import config
 from recommender.aggregate import AnimeScore
-from recommender.build import FORMAT_VERSION, anime_centroids
+from recommender.build import FORMAT_VERSION, anime_centroids, document_norm
 from recommender.chunking import chunk_reviews
 from recommender.index import VectorIndex
+from recommender.index_data import Allowed
+from recommender.search_config import SearchConfig
 
 #: Metric keys of :func:`known_item` (the GPL training loop reads these).
 KNOWN_ITEM_KEYS = ("queries", "hit@1", "hit@10", "mrr@10", "macro_mrr@10")
@@ -167,43 +169,51 @@ def _ranked_ids(ranking: list[AnimeScore]) -> list[int]:
     return [entry.anime_id for entry in ranking]
 
 
-def rank_queries(recommender, texts: Sequence[str], aggregations: Sequence[str], *, top_n: int = config.DEFAULT_TOP_N,
-                 excluded: np.ndarray | None = None, review_counts: Mapping[int, int] | None = None,
+def rank_queries(recommender, texts: Sequence[str], aggregations: Sequence[str], *, top_n: int | None = None,
+                 allowed: Allowed | None = None, review_counts: Mapping[int, int] | None = None,
                  batch_size: int = 64, reranker=None) -> dict[str, list[list[int]]]:
-    """Ranked anime ids for every query under every aggregation; retrieval runs once per query.
+    """Ranked anime ids for every query under every aggregation; the dense search runs once per query.
 
     Args:
-        recommender: a :class:`recommender.search.Recommender` (its synopsis and lexical weights apply).
+        recommender: a :class:`recommender.search.Recommender` (its search settings apply).
         texts: queries.
         aggregations: names to compare.
-        top_n: chunks retrieved per query.
-        excluded: row mask of chunks to leave out (held-out reviews).
+        top_n: passages retrieved per query (default: the recommender's setting).
+        allowed: what may be returned (held-out reviews hidden); None: everything.
         review_counts: reviews per anime as the aggregations should see them (held-out ones subtracted).
         batch_size: queries encoded per forward pass.
         reranker: a :class:`recommender.rerank.Reranker` applied to every query's hits before aggregating.
     """
+    from recommender.retrieval import similarity_unit
+
+    settings = recommender.settings if top_n is None else recommender.settings.replace(top_n=int(top_n))
+    allowed = allowed or Allowed()
+    retriever = recommender.retriever
     aggregations = list(dict.fromkeys(aggregations))
     out: dict[str, list[list[int]]] = {name: [] for name in aggregations}
     fused_needed = any(name != "count" for name in aggregations)
     for lo in range(0, len(texts), batch_size):
         batch = list(texts[lo:lo + batch_size])
         vectors = recommender.encoder.encode(batch, batch_size=batch_size)
-        for text, vector, dense in zip(batch, vectors, recommender.retrieve_batch(vectors, top_n, excluded),
+        for text, vector, dense in zip(batch, vectors, retriever.dense(vectors, settings.top_n, allowed),
                                        strict=True):
-            fused = recommender.fuse(text, vector, dense, top_n, excluded) if fused_needed else dense
+            plain = retriever.dense_hits(dense, similarity_unit(vector, settings))
+            fused = retriever.fused_hits(text, vector, dense, allowed, settings) if fused_needed else plain
             if reranker is not None:
-                dense, fused = (reranker.rerank(text, hits, recommender.hit_text) for hits in (dense, fused))
+                plain, fused = (reranker.rerank(text, hits, recommender.hit_text) for hits in (plain, fused))
             for name in aggregations:
-                hits = dense if name == "count" else fused
+                hits = plain if name == "count" else fused
                 out[name].append(_ranked_ids(recommender.rank(hits, name, review_counts=review_counts)))
     return out
 
 
 def known_item_split(recommender, *, seed: int = config.EVAL_SEED, fraction: float = config.EVAL_HOLDOUT_FRACTION,
                      max_queries: int | None = None,
-                     window_words: int = 30) -> tuple[list[KnownItemQuery], np.ndarray, dict[int, int]]:
-    """Held-out queries for a built index, the row mask hiding their reviews, and the review counts without them."""
-    ids, anime, texts = recommender._review_ids, recommender._review_anime, recommender._review_texts
+                     window_words: int = 30) -> tuple[list[KnownItemQuery], Allowed, dict[int, int]]:
+    """Held-out queries for a built index, what the search may return without them, and the review counts
+    without them."""
+    reviews = recommender.data.reviews
+    ids, anime, texts = reviews.review_ids(), reviews.anime_ids, reviews.texts()
     held = held_out_split(zip(ids, anime, strict=True), fraction=fraction, seed=seed)
     queries = known_item_queries(zip(ids, anime, texts, strict=True), held, max_queries=max_queries,
                                  window_words=window_words, seed=seed)
@@ -211,14 +221,14 @@ def known_item_split(recommender, *, seed: int = config.EVAL_SEED, fraction: flo
     for review_id, anime_id in zip(ids, anime, strict=True):
         if review_id in held:
             counts[int(anime_id)] -= 1
-    return queries, recommender.rows_of_reviews(held), counts
+    return queries, recommender.data.allowed_rows_mask(~recommender.data.rows_of_reviews(held)), counts
 
 
 def score_known_item(recommender, queries: Sequence[KnownItemQuery], aggregations: Sequence[str], *,
-                     excluded: np.ndarray | None = None, review_counts: Mapping[int, int] | None = None,
-                     top_n: int = config.DEFAULT_TOP_N, reranker=None) -> dict[str, dict]:
+                     allowed: Allowed | None = None, review_counts: Mapping[int, int] | None = None,
+                     top_n: int | None = None, reranker=None) -> dict[str, dict]:
     """Known-item metrics per aggregation (see :func:`ranking_metrics`)."""
-    ranked = rank_queries(recommender, [q.text for q in queries], aggregations, top_n=top_n, excluded=excluded,
+    ranked = rank_queries(recommender, [q.text for q in queries], aggregations, top_n=top_n, allowed=allowed,
                           review_counts=review_counts, reranker=reranker)
     answers = [q.anime_id for q in queries]
     return {name: ranking_metrics([rank_of(r, [a]) for r, a in zip(lists, answers, strict=True)], answers)
@@ -226,7 +236,7 @@ def score_known_item(recommender, queries: Sequence[KnownItemQuery], aggregation
 
 
 def score_long_tail(recommender, queries: Sequence[LabelledQuery], aggregations: Sequence[str], *,
-                    top_n: int = config.DEFAULT_TOP_N, reranker=None) -> dict[str, dict]:
+                    top_n: int | None = None, reranker=None) -> dict[str, dict]:
     """hit@1, hit@10 and MRR@10 of hand-written premise queries whose answer is a little-reviewed anime."""
     usable = [q for q in queries if any(a in recommender.review_counts for a in q.answers)]
     ranked = rank_queries(recommender, [q.text for q in usable], aggregations, top_n=top_n, reranker=reranker)
@@ -235,7 +245,7 @@ def score_long_tail(recommender, queries: Sequence[LabelledQuery], aggregations:
 
 
 def score_genres(recommender, queries: Sequence[LabelledQuery], aggregations: Sequence[str], *,
-                 top_n: int = config.DEFAULT_TOP_N, k: int = 10, reranker=None) -> dict[str, dict]:
+                 top_n: int | None = None, k: int = 10, reranker=None) -> dict[str, dict]:
     """Mean genre precision@k (see :func:`genre_precision`) of genre-flavoured queries."""
     available = defaultdict(int)
     for anime_id in recommender.review_counts:
@@ -299,12 +309,18 @@ def score_similar(recommender, targets: Mapping[int, set[int]], k: int = 10) -> 
 
 
 # ---- in-memory index for training-time evaluation -------------------------------------------
-def in_memory_recommender(encoder, reviews: Sequence, batch_size: int = config.ENCODE_BATCH_SIZE):
+def in_memory_recommender(encoder, reviews: Sequence, batch_size: int = config.ENCODE_BATCH_SIZE,
+                          settings: SearchConfig | None = None):
     """A :class:`Recommender` over ``reviews`` (``scraping.models.Review``) with a flat index built in memory.
 
     Chunks exactly as ``python -m recommender build`` does (same window and
-    overlap), so the numbers match an index built on disk with the same model.
+    overlap), with the same BM25 over the chunks, so the numbers match an index
+    built on disk with the same model (which also has synopses: there are none here).
+    ``settings`` replaces the default search settings (its ``doc_norm`` is measured here).
     """
+    from recommender.build import build_lexical
+    from recommender.index_data import IndexData
+    from recommender.review_table import ReviewTable
     from recommender.search import Recommender
 
     reviews = [r for r in reviews if r.text and r.text.strip()]
@@ -312,25 +328,31 @@ def in_memory_recommender(encoder, reviews: Sequence, batch_size: int = config.E
         ((r.review_id, r.anime_id, r.text) for r in reviews), encoder.token_offsets, encoder.tokens_per_chunk,
         config.CHUNK_OVERLAP_TOKENS)]
     chunks = pd.DataFrame(rows, columns=["review_id", "anime_id", "chunk_no", "start", "end"])
-    chunks.insert(0, "chunk_id", np.arange(len(chunks), dtype=np.int64))
     text_of = {r.review_id: r.text for r in reviews}
     passages = [text_of[rid][a:b] for rid, a, b in zip(chunks["review_id"], chunks["start"], chunks["end"],
                                                         strict=True)]
     vectors = encoder.encode(passages, batch_size=batch_size) if passages else np.zeros((0, encoder.dim), np.float32)
-    frame = pd.DataFrame({"review_id": [r.review_id for r in reviews], "anime_id": [r.anime_id for r in reviews],
-                          "text": [r.text for r in reviews]})
     catalog = {}
     for r in reviews:
         catalog.setdefault(int(r.anime_id), {"title": r.anime_title or f"Anime {r.anime_id}"})
     centroids, centroid_ids = anime_centroids(vectors, chunks["anime_id"].to_numpy(), encoder.normalize)
+    position = {r.review_id: i for i, r in enumerate(reviews)}
     manifest = {"format_version": FORMAT_VERSION, "model": {"name": encoder.name}, "similarity": encoder.similarity,
-                "counts": {"reviews": len(frame), "chunks": len(chunks), "anime": len(catalog)}}
-    return Recommender(encoder, VectorIndex.build(vectors, "flat"), manifest, catalog, chunks, frame,
-                       chunks["chunk_id"].to_numpy(), centroids, centroid_ids)
+                "counts": {"reviews": len(reviews), "chunks": len(chunks), "anime": len(catalog)}}
+    data = IndexData(
+        manifest=manifest,
+        search=(settings or SearchConfig()).replace(doc_norm=document_norm(vectors, encoder.normalize)),
+        index=VectorIndex.build(vectors, "flat"), reviews=ReviewTable.from_reviews(reviews),
+        row_review=np.array([position[rid] for rid in chunks["review_id"]], dtype=np.int64),
+        row_anime=chunks["anime_id"].to_numpy(np.int64), row_start=chunks["start"].to_numpy(np.int64),
+        row_end=chunks["end"].to_numpy(np.int64), catalog=catalog,
+        lexical=build_lexical(chunks, text_of, []), anime_vectors=centroids, anime_vector_ids=centroid_ids,
+    )
+    return Recommender(data, encoder)
 
 
 def known_item(encoder, reviews: Sequence, *, max_queries: int = 200, window_words: int = 30, seed: int = 13,
-               aggregation: str | None = None) -> dict:
+               aggregation: str | None = None, settings: SearchConfig | None = None) -> dict:
     """Known-item quality of ``encoder`` on ``reviews``, for use during training.
 
     Splits ``reviews`` with :func:`held_out_split`, indexes the rest in memory
@@ -347,6 +369,7 @@ def known_item(encoder, reviews: Sequence, *, max_queries: int = 200, window_wor
         window_words: words per query.
         seed: the split and window seed.
         aggregation: how hits become anime (default ``config.DEFAULT_AGGREGATION``).
+        settings: search settings of the in-memory index (default: the defaults).
 
     Returns:
         ``{"queries", "hit@1", "hit@10", "mrr@10", "macro_mrr@10"}``.
@@ -358,22 +381,21 @@ def known_item(encoder, reviews: Sequence, *, max_queries: int = 200, window_wor
                                  max_queries=max_queries, window_words=window_words, seed=seed)
     if not queries:
         return {"queries": 0, "hit@1": 0.0, "hit@10": 0.0, "mrr@10": 0.0, "macro_mrr@10": 0.0}
-    recommender = in_memory_recommender(encoder, [r for r in reviews if r.review_id not in held])
+    recommender = in_memory_recommender(encoder, [r for r in reviews if r.review_id not in held], settings=settings)
     return score_known_item(recommender, queries, [aggregation])[aggregation]
 
 
 # ---- the full evaluation of a built index ----------------------------------------------------
-def evaluate_index(recommender, aggregations: Sequence[str] | None = None, *, top_n: int = config.DEFAULT_TOP_N,
+def evaluate_index(recommender, aggregations: Sequence[str] | None = None, *, top_n: int | None = None,
                    recs_path: str | Path | None = None, max_queries: int | None = None,
                    long_tail: Sequence[LabelledQuery] | None = None,
                    genres: Sequence[LabelledQuery] | None = None, rerank: str | None = None) -> dict:
     """Every part of the evaluation for every aggregation, in one report.
 
     Args:
-        recommender: a loaded :class:`recommender.search.Recommender`. When its index has no
-            synopsis vectors they are embedded now (in memory), so old indexes are measured like new ones.
+        recommender: a loaded :class:`recommender.search.Recommender` (its search settings apply).
         aggregations: names to compare (default: all).
-        top_n: chunks retrieved per query.
+        top_n: passages retrieved per query (default: the recommender's setting).
         recs_path: MAL user recommendations (``recs.jsonl``) for the ``similar`` part; skipped when None or absent.
         max_queries: cap on known-item queries (None: every held-out review).
         long_tail: premise queries (default :data:`recommender.eval_queries.LONG_TAIL`).
@@ -391,28 +413,28 @@ def evaluate_index(recommender, aggregations: Sequence[str] | None = None, *, to
     aggregations = list(dict.fromkeys(aggregations or AGGREGATIONS))
     long_tail = eval_queries.LONG_TAIL if long_tail is None else long_tail
     genres = eval_queries.GENRES if genres is None else genres
-    if recommender.synopsis_vectors is None and recommender.synopsis_weight > 0:
-        recommender.attach_synopses(*recommender.encode_synopses())
-    queries, excluded, counts = known_item_split(recommender, max_queries=max_queries)
+    queries, allowed, counts = known_item_split(recommender, max_queries=max_queries)
+    settings = recommender.settings
     report = {
         "setup": {
             "index": str(recommender.index_dir) if recommender.index_dir else None,
             "model": recommender.manifest.get("model", {}).get("name"),
-            "top_n": top_n,
-            "synopsis_weight": recommender.synopsis_weight,
-            "synopses": 0 if recommender.synopsis_ids is None else int(len(recommender.synopsis_ids)),
-            "lexical_weight": recommender.lexical_weight,
+            "top_n": top_n or settings.top_n,
+            "synopsis_weight": settings.synopsis_weight,
+            "synopses": int(len(recommender.data.synopsis_ids)),
+            "lexical_weight": settings.lexical_weight,
+            "lexical_depth": settings.lexical_depth,
             "held_out_reviews": int(sum(recommender.review_counts.values()) - sum(counts.values())),
             "seed": config.EVAL_SEED,
         },
-        "known_item": score_known_item(recommender, queries, aggregations, excluded=excluded, review_counts=counts,
+        "known_item": score_known_item(recommender, queries, aggregations, allowed=allowed, review_counts=counts,
                                        top_n=top_n),
         "long_tail": score_long_tail(recommender, long_tail, aggregations, top_n=top_n),
         "genres": score_genres(recommender, genres, aggregations, top_n=top_n),
         "similar": None,
     }
     if rerank:
-        _add_rerank_rows(report, recommender, rerank, queries, excluded, counts, top_n, long_tail, genres)
+        _add_rerank_rows(report, recommender, rerank, queries, allowed, counts, top_n, long_tail, genres)
     if recs_path is not None and Path(recs_path).exists():
         targets = recommendation_targets(load_user_recs(recs_path), set(recommender.review_counts))
         report["similar"] = score_similar(recommender, targets)
@@ -420,7 +442,7 @@ def evaluate_index(recommender, aggregations: Sequence[str] | None = None, *, to
 
 
 def _add_rerank_rows(report: dict, recommender, rerank: str, queries: Sequence[KnownItemQuery],
-                     excluded: np.ndarray | None, counts: Mapping[int, int], top_n: int,
+                     allowed: Allowed, counts: Mapping[int, int], top_n: int,
                      long_tail: Sequence[LabelledQuery], genres: Sequence[LabelledQuery]) -> None:
     """Score the default aggregation once more with a cross-encoder between retrieval and aggregation."""
     import time
@@ -431,7 +453,7 @@ def _add_rerank_rows(report: dict, recommender, rerank: str, queries: Sequence[K
     name = config.DEFAULT_AGGREGATION
     label = f"{name}+rerank"
     t0 = time.perf_counter()
-    known = score_known_item(recommender, queries, [name], excluded=excluded, review_counts=counts, top_n=top_n,
+    known = score_known_item(recommender, queries, [name], allowed=allowed, review_counts=counts, top_n=top_n,
                              reranker=reranker)
     seconds = time.perf_counter() - t0
     report["known_item"][label] = known[name]
@@ -472,7 +494,8 @@ def format_table(report: dict, default: str | None = None) -> str:
         f" long tail: {report['long_tail'][any_name]['queries']} queries;"
         f" genres: {report['genres'][any_name]['queries']} queries. top_n={setup['top_n']},"
         f" synopsis weight {setup['synopsis_weight']} ({setup['synopses']} synopses),"
-        f" lexical weight {setup['lexical_weight']} (not applied to count)."
+        f" lexical weight {setup['lexical_weight']}, BM25 depth {setup.get('lexical_depth', 0)}"
+        " (neither applied to count)."
     )
     if report.get("similar"):
         sim = report["similar"]

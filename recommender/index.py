@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 from pathlib import Path
 
 import faiss
@@ -61,6 +62,9 @@ MIN_POINTS_PER_LIST = 39
 KMEANS_ITERATIONS = 10
 #: faiss GPU kernels return at most this many neighbours; larger ``k`` is searched on the CPU copy.
 GPU_MAX_K = 2048
+#: A filter leaving fewer than this share of the rows is answered exactly from the full-precision vectors
+#: by HNSW and IVF-PQ: a graph walk or coarse probe would find too few allowed neighbours.
+EXACT_FILTER_SHARE = 0.05
 
 #: Build-time parameters of each type (``None`` values are ignored, so callers may pass every knob).
 BUILD_PARAMS = {
@@ -228,7 +232,11 @@ class VectorIndex:
 
     def __init__(self, index, index_type: str, params: dict | None = None, gpu_index=None) -> None:
         self._index = index
+        ivf = faiss.try_extract_index_ivf(index) if index_type == "sq8" else None
+        if ivf is not None and ivf.direct_map.type == faiss.DirectMap.NoMap:
+            ivf.make_direct_map()  # row → list position, so single rows can be decoded (see similarities)
         self._gpu = gpu_index
+        self._gpu_lock = threading.Lock()  # faiss GPU indexes are not safe for concurrent searches; CPU ones are
         self.index_type = index_type
         self.params = dict(params or {})
 
@@ -372,53 +380,110 @@ class VectorIndex:
         source = faiss.downcast_index(self._index.refine_index) if self.index_type == "ivfpq" else self._index
         return source.reconstruct_n(0, self.ntotal) if self.ntotal else np.zeros((0, self.dim), np.float32)
 
-    def search(self, queries: np.ndarray, k: int, *, ef_search: int | None = None, nprobe: int | None = None,
+    def search(self, queries: np.ndarray, k: int, *, allowed: AllowedRows | None = None,
+               ef_search: int | None = None, nprobe: int | None = None,
                k_factor: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Top-``k`` rows per query, best first: ``(scores, rows)``, rows padded with -1 when fewer exist.
 
         Args:
             queries: one vector or a batch (nq × d).
-            k: rows wanted per query (capped at the number indexed).
+            k: rows wanted per query (capped at the number indexed, or allowed).
+            allowed: only these rows may be returned (filters, held-out reviews); None: every row.
+                The selector is applied inside faiss's scan, so one search returns the best allowed
+                rows without over-fetching.
             ef_search: HNSW candidate list size (default: the calibrated one).
             nprobe: IVF lists scanned (default: the calibrated one).
             k_factor: ``ivfpq`` candidates re-scored per wanted row.
 
-        The knobs are floors calibrated for ``k = recall_k`` (500); a larger
-        ``k`` scales them up proportionally so recall holds. Knobs that the
-        index type does not use are ignored.
+        The knobs are floors calibrated for ``k = recall_k`` (500) over every row;
+        a larger ``k``, or a filter that leaves a share ``f`` of the rows, scales
+        them up by ``k / recall_k`` and ``1 / f`` so recall holds. Below
+        :data:`EXACT_FILTER_SHARE` of the rows HNSW and IVF-PQ answer from their
+        full-precision storage (exact). Knobs the index type does not use are ignored.
 
         Raises:
             InvalidParameterError: a knob that is not a positive integer.
         """
         queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
-        k = max(1, min(int(k), self.ntotal))
-        if self.ntotal == 0:
-            return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
+        if allowed is not None and allowed.count >= self.ntotal:
+            allowed = None
+        available = self.ntotal if allowed is None else allowed.count
+        if available == 0:
+            return np.zeros((len(queries), 0), np.float32), np.full((len(queries), 0), -1, np.int64)
+        k = max(1, min(int(k), available))
         given = {"ef_search": ef_search, "nprobe": nprobe, "k_factor": k_factor}
         knobs = {name: _positive_int(name, given[name]) if given[name] is not None else self.params.get(name)
                  for name in QUERY_PARAMS[self.index_type]}
-        params = self._search_parameters(knobs, k)
+        share = 1.0 if allowed is None else allowed.count / self.ntotal
+        if allowed is not None and share < EXACT_FILTER_SHARE and self.index_type in ("hnsw", "ivfpq"):
+            return self._exact_storage().search(queries, k, params=faiss.SearchParameters(sel=allowed.selector))
+        params = self._search_parameters(knobs, k, share, allowed)
         kf = knobs.get("k_factor") or 1
-        if self._gpu is not None and k * kf <= GPU_MAX_K:
+        if self._gpu is not None and allowed is None and k * kf <= GPU_MAX_K:
             try:
-                return self._gpu.search(queries, k, params=params)
+                with self._gpu_lock:
+                    return self._gpu.search(queries, k, params=params)
             except RuntimeError as exc:  # an older GPU build without per-call parameters: use the CPU copy
                 log.warning("GPU search failed (%s); searching on the CPU from now on", exc)
                 self._gpu = None
         return self._index.search(queries, k, params=params)
 
-    def _search_parameters(self, knobs: dict, k: int):
+    def similarities(self, query: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """Inner product of one query vector with the stored vectors of ``rows`` (decoded codes for ``sq8``).
+
+        Used for the few rows a search did not return but an answer needs (lexical-only
+        hits, evidence of a given anime): ``O(len(rows))``, no scan of the index.
+        """
+        rows = np.ascontiguousarray(rows, dtype=np.int64)
+        if not len(rows):
+            return np.zeros(0, dtype=np.float32)
+        vectors = self._index.reconstruct_batch(rows)
+        return vectors @ np.asarray(query, dtype=np.float32)
+
+    def _exact_storage(self):
+        """The full-precision flat vectors behind an HNSW graph or an IVF-PQ refine step."""
+        source = self._index.storage if self.index_type == "hnsw" else self._index.refine_index
+        return faiss.downcast_index(source)
+
+    def _search_parameters(self, knobs: dict, k: int, share: float = 1.0, allowed: AllowedRows | None = None):
         """faiss per-call search parameters (thread-safe: nothing on the shared index is changed)."""
-        scale = max(1.0, k / self.params.get("recall_k", RECALL_AT))
+        scale = max(1.0, k / self.params.get("recall_k", RECALL_AT)) / share
+        selector = allowed.selector if allowed is not None else None
         if self.index_type == "hnsw":
             ef = max(k, math.ceil(knobs["ef_search"] * scale))
-            return faiss.SearchParametersHNSW(efSearch=ef)
+            return faiss.SearchParametersHNSW(efSearch=ef, sel=selector)
         if self.index_type == "flat":
-            return None
+            return None if selector is None else faiss.SearchParameters(sel=selector)
         nprobe = min(self.params["nlist"], math.ceil(knobs["nprobe"] * scale))
-        ivf_params = faiss.SearchParametersIVF(nprobe=nprobe)
+        ivf_params = faiss.SearchParametersIVF(nprobe=nprobe, sel=selector)
         if self.index_type == "sq8":
             return ivf_params
         refine = faiss.IndexRefineSearchParameters(k_factor=float(knobs["k_factor"]), base_index_params=ivf_params)
         refine.referenced_ivf_params = ivf_params  # keep the Python object alive as long as refine
         return refine
+
+
+class AllowedRows:
+    """A set of index rows a search may return, as the bitmap faiss's ``IDSelectorBitmap`` reads.
+
+    Immutable once made, so one instance can serve concurrent searches (filters
+    are cached per filter set and shared between request threads).
+    """
+
+    def __init__(self, mask: np.ndarray) -> None:
+        mask = np.asarray(mask, dtype=bool)
+        self.mask = mask.copy()
+        self.mask.setflags(write=False)
+        self.count = int(mask.sum())
+        self._bits = np.packbits(mask, bitorder="little")
+        self.selector = faiss.IDSelectorBitmap(len(mask), faiss.swig_ptr(self._bits))
+
+    @classmethod
+    def of_rows(cls, rows: np.ndarray, ntotal: int) -> AllowedRows:
+        """Only ``rows`` (out of ``ntotal``)."""
+        mask = np.zeros(ntotal, dtype=bool)
+        mask[np.asarray(rows, dtype=np.int64)] = True
+        return cls(mask)
+
+    def __len__(self) -> int:
+        return len(self.mask)

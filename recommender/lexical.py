@@ -1,18 +1,30 @@
-"""Lexical (BM25) scores for re-weighting dense hits: the only module that imports ``rank_bm25``.
+"""Lexical (BM25) retrieval over the index's passages: the only module that imports ``bm25s``.
 
-Dense embeddings blur rare words and names ("Luffy", "Franchouchou", "judo"); a
-BM25 score over the same passages restores them. Search only asks for the
-scores of the passages the dense retrieval already found, so a query costs
-O(candidates × query words), independent of the corpus size.
+Dense embeddings blur rare words and names ("Luffy", "Franchouchou", "judo"); BM25
+finds them. The postings are built once, at index time, saved in the index
+directory in ``bm25s``'s own format and memory-mapped at load, so a query costs
+a pass over the postings of its words and no index is built at query time.
+
+Passages are numbered like the index: review chunks ``0..n-1`` (their vector
+rows), then one synopsis per anime that has one.
 """
 
 from __future__ import annotations
 
+import logging
 import re
-from collections.abc import Sequence
+from array import array
+from collections import Counter
+from collections.abc import Iterable
+from pathlib import Path
 
+import bm25s
 import numpy as np
-from rank_bm25 import BM25Okapi
+from tqdm.auto import tqdm
+
+from recommender.errors import IndexNotFoundError
+
+log = logging.getLogger(__name__)
 
 _WORD = re.compile(r"[^\W_]+(?:'[^\W_]+)?")
 #: Function words that only add noise to a bag-of-words score.
@@ -22,6 +34,9 @@ STOPWORDS = frozenset(
     "than that the their them then there these they this to too up very was we were what when where which while who "
     "will with would you your".split()
 )
+#: bm25s's defaults (Lucene's BM25 variant); recorded with the saved index.
+K1 = 1.5
+B = 0.75
 
 
 def tokenize(text: str) -> list[str]:
@@ -31,23 +46,98 @@ def tokenize(text: str) -> list[str]:
 
 
 class LexicalIndex:
-    """BM25 (Okapi) over a fixed list of passages, addressed by their position. Build with :meth:`build`."""
+    """BM25 over a fixed list of passages, addressed by position. Make with :meth:`build` or :meth:`load`.
 
-    def __init__(self, bm25: BM25Okapi | None, size: int) -> None:
+    Read-only after construction, so one instance serves concurrent queries.
+    """
+
+    def __init__(self, bm25: bm25s.BM25, size: int) -> None:
         self._bm25 = bm25
         self.size = size
 
     @classmethod
-    def build(cls, texts: Sequence[str]) -> LexicalIndex:
-        """Index ``texts``; passage ``i`` is ``texts[i]``."""
-        tokens = [tokenize(text) for text in texts]
-        # rank_bm25 divides by the mean passage length: an all-empty corpus has none.
-        bm25 = BM25Okapi(tokens) if any(tokens) else None
-        return cls(bm25, len(texts))
+    def build(cls, texts: Iterable[str], *, progress: bool = False, total: int | None = None) -> LexicalIndex:
+        """Index ``texts`` (passage ``i`` is the ``i``-th text) without holding token lists in memory.
 
-    def scores(self, query: str, ids: Sequence[int]) -> np.ndarray:
-        """BM25 score of ``query`` for each passage in ``ids`` (0 where no query word occurs)."""
+        Postings are accumulated as flat integer arrays (one entry per distinct
+        word of a passage) and scored with bm25s's Lucene formula, which is what
+        ``bm25s.BM25.index`` computes, at a fraction of its memory for large corpora.
+        """
+        vocab: dict[str, int] = {}
+        terms, freqs, per_doc, lengths = array("i"), array("f"), array("i"), array("i")
+        for text in tqdm(texts, total=total, desc="lexical index", unit="passage", disable=not progress):
+            ids = [vocab.setdefault(word, len(vocab)) for word in tokenize(text)]
+            counts = Counter(ids)
+            terms.extend(counts.keys())
+            freqs.extend(counts.values())
+            per_doc.append(len(counts))
+            lengths.append(len(ids))
+        n_docs = len(lengths)
+        bm25 = bm25s.BM25(k1=K1, b=B, method="lucene", idf_method="lucene")
+        term_ids = np.frombuffer(terms, dtype=np.int32) if terms else np.zeros(0, np.int32)
+        doc_ids = np.repeat(np.arange(n_docs, dtype=np.int32), np.frombuffer(per_doc, dtype=np.int32))
+        doc_len = np.frombuffer(lengths, dtype=np.int32).astype(np.float32)
+        avg_len = float(doc_len.mean()) if n_docs and doc_len.mean() > 0 else 1.0
+        df = np.bincount(term_ids, minlength=len(vocab)).astype(np.float64)
+        idf = np.log1p((n_docs - df + 0.5) / (df + 0.5)).astype(np.float32)
+        tf = np.frombuffer(freqs, dtype=np.float32) if freqs else np.zeros(0, np.float32)
+        weight = idf[term_ids] * tf / (tf + K1 * (1 - B + B * doc_len[doc_ids] / avg_len))
+        order = np.argsort(term_ids, kind="stable")  # by word, then by passage: bm25s's column-major layout
+        indptr = np.zeros(len(vocab) + 1, dtype=np.int64)
+        np.cumsum(np.bincount(term_ids, minlength=len(vocab)), out=indptr[1:])
+        bm25.scores = {"data": weight[order].astype(np.float32), "indices": doc_ids[order],
+                       "indptr": indptr, "num_docs": n_docs}
+        bm25.vocab_dict = vocab
+        bm25.nonoccurrence_array = None  # only BM25L/BM25+ shift scores of absent words
+        return cls(bm25, n_docs)
+
+    def save(self, directory: Path) -> None:
+        """Write the postings, vocabulary and parameters into ``directory`` (bm25s's file layout)."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self._bm25.save(str(directory), show_progress=False)
+
+    @classmethod
+    def load(cls, directory: Path) -> LexicalIndex:
+        """Open a saved index with its postings memory-mapped (pages are read as queries touch them).
+
+        Raises:
+            IndexNotFoundError: the directory is missing or unreadable.
+        """
+        directory = Path(directory)
+        if not directory.is_dir():
+            raise IndexNotFoundError(f"no lexical index at {directory}; rebuild the index")
+        try:
+            bm25 = bm25s.BM25.load(str(directory), mmap=True, show_progress=False)
+        except (OSError, ValueError, KeyError) as exc:
+            raise IndexNotFoundError(f"cannot read the lexical index in {directory}: {exc}") from exc
+        return cls(bm25, int(bm25.scores["num_docs"]))
+
+    def scores(self, query: str) -> np.ndarray:
+        """BM25 score of ``query`` for every passage (float32, 0 where no query word occurs)."""
         terms = tokenize(query)
-        if self._bm25 is None or not terms or not len(ids):
-            return np.zeros(len(ids), dtype=np.float64)
-        return np.asarray(self._bm25.get_batch_scores(terms, [int(i) for i in ids]), dtype=np.float64)
+        ids = self._bm25.get_tokens_ids(terms) if terms else []
+        if not ids:
+            return np.zeros(self.size, dtype=np.float32)
+        return np.asarray(self._bm25.get_scores_from_ids(ids), dtype=np.float32)
+
+
+def top_passages(scores: np.ndarray, k: int, allowed: np.ndarray | None = None) -> np.ndarray:
+    """Positions of the ``k`` best-scoring passages with a positive score, best first (ties: lower position).
+
+    Args:
+        scores: one score per passage.
+        k: at most this many.
+        allowed: boolean mask of passages that may be returned (None: all).
+    """
+    candidates = np.flatnonzero(scores > 0)
+    if allowed is not None:
+        candidates = candidates[allowed[candidates]]
+    if len(candidates) > k:
+        values = scores[candidates]
+        threshold = -np.partition(-values, k - 1)[k - 1]
+        above = candidates[values > threshold]
+        # Ties at the cut keep the lowest positions, so the answer does not depend on partition order.
+        candidates = np.concatenate([above, candidates[values == threshold][:k - len(above)]])
+    order = np.lexsort((candidates, -scores[candidates]))
+    return candidates[order]

@@ -10,6 +10,7 @@ import pytest
 from recommender import config
 from recommender.aggregate import AGGREGATIONS, Hit, aggregate, best_hit_per_review, group_by_anime
 from recommender.errors import UnknownAggregationError
+from tests.reference import dense_top, fused_reference
 
 
 def hits_of(*rows: tuple[int, float]) -> list[Hit]:
@@ -118,24 +119,13 @@ def test_best_hit_per_review_keeps_the_best_chunk_and_renumbers():
 # ---- the fused hits that the aggregations receive from search -------------------------------------------------
 def test_fuse_matches_a_brute_force_reference(tiny_recommender):
     rec = tiny_recommender
-    assert rec.synopsis_vectors is not None and len(rec.synopsis_ids) > 0
+    assert len(rec.data.synopsis_ids) > 0 and rec.settings.lexical_depth > 0
     query = "a cozy camping trip with friends and food"
     vector = rec.encoder.encode([query])[0]
     top_n = 40
-    dense = rec.retrieve(vector, top_n)
-    fused = rec.fuse(query, vector, dense, top_n, None)
-
-    # Reference: every chunk hit and every synopsis, scored by hand; keyed by (review or synopsis, row).
-    weight, lam = rec.synopsis_weight, rec.lexical_weight
-    docs = [((h.review_id, h.row), h.similarity, h.row) for h in dense]
-    sims = rec.synopsis_vectors @ vector
-    docs += [((f"synopsis:{a}", -1), weight * s, rec.index.ntotal + i)
-             for i, (a, s) in enumerate(zip(rec.synopsis_ids, sims, strict=True))]
-    lexical = rec.lexical().scores(query, [d for _, _, d in docs])
-    assert lexical.max() > 0  # the query shares words with the demo corpus
-    expected = {key: base + lam * lex / lexical.max() for (key, base, _), lex in zip(docs, lexical, strict=True)}
-    weakest_chunk = min(expected[(h.review_id, h.row)] for h in dense)
-    expected = {key: s for key, s in expected.items() if key[1] >= 0 or s >= weakest_chunk}
+    fused = rec.hits([query], vector[None, :], top_n, aggregation="soft")[0]
+    expected = fused_reference(rec, query, vector, top_n)
+    assert rec.data.lexical.scores(query).max() > 0  # the query shares words with the demo corpus
 
     assert {(h.review_id, h.row) for h in fused} == set(expected)
     for hit in fused:
@@ -150,25 +140,38 @@ def test_fuse_matches_a_brute_force_reference(tiny_recommender):
                                         abs=1e-4)
 
 
-def test_fuse_is_the_identity_when_both_levers_are_off(tiny_recommender):
+def test_bm25_retrieves_passages_the_dense_search_missed(tiny_recommender):
     rec = tiny_recommender
+    query = "volleyball"
+    vector = rec.encoder.encode([query])[0]
+    _, dense_rows = dense_top(rec, vector, 5)
+    bm25 = rec.data.lexical.scores(query)
+    lexical_rows = {int(r) for r in np.flatnonzero(bm25[:rec.index.ntotal] > 0)} - set(dense_rows.tolist())
+    assert lexical_rows  # the random model does not rank every volleyball passage in its top 5
+    rows = {h.row for h in rec.hits([query], vector[None, :], 5, aggregation="soft")[0]}
+    assert lexical_rows <= rows
+    off = rec.with_settings(lexical_depth=0)
+    assert not lexical_rows & {h.row for h in off.hits([query], vector[None, :], 5, aggregation="soft")[0]}
+
+
+def test_fuse_is_the_identity_when_every_lever_is_off(tiny_recommender):
+    rec = tiny_recommender.with_settings(synopsis_weight=0.0, lexical_weight=0.0, lexical_depth=0)
     vector = rec.encoder.encode(["space cowboys"])[0]
-    dense = rec.retrieve(vector, 20)
-    saved = rec.synopsis_weight, rec.lexical_weight
-    try:
-        rec.synopsis_weight, rec.lexical_weight = 0.0, 0.0
-        assert rec.fuse("space cowboys", vector, dense, 20, None) == dense
-    finally:
-        rec.synopsis_weight, rec.lexical_weight = saved
+    fused = rec.hits(["space cowboys"], vector[None, :], 20, aggregation="soft")[0]
+    dense = rec.hits(["space cowboys"], vector[None, :], 20, aggregation="count")[0]
+    assert fused == dense
+    sims, rows = dense_top(rec, vector, 20)
+    assert [h.row for h in dense] == rows.tolist()
+    assert [h.similarity for h in dense] == pytest.approx(sims.tolist(), abs=1e-5)
 
 
 def test_count_uses_the_plain_dense_hits(tiny_recommender):
     rec = tiny_recommender
     response = rec.search("jazz and bounty hunters in space", aggregation="count", top_n=30, limit=3)
     vector = rec.encoder.encode_query("jazz and bounty hunters in space")
-    votes: dict[int, int] = {}
-    for hit in best_hit_per_review(rec.retrieve(vector, 30)):
-        votes[hit.anime_id] = votes.get(hit.anime_id, 0) + 1
-    expected = sorted(votes.items(), key=lambda kv: -kv[1])[:3]
+    votes: dict[int, set[str]] = {}
+    for row in dense_top(rec, vector, 30)[1]:
+        votes.setdefault(int(rec.data.row_anime[row]), set()).add(rec.data.reviews.review_id(rec.data.row_review[row]))
+    expected = sorted(((a, len(r)) for a, r in votes.items()), key=lambda kv: -kv[1])[:3]
     assert [(r.anime_id, r.count) for r in response.results] == expected  # stable sort keeps retrieval order
     assert [r.score for r in response.results] == [float(n) for _, n in expected]

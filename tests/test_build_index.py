@@ -36,7 +36,8 @@ def test_layout_manifest_and_round_trip(small_store, tmp_path, tiny_encoder):
     out = tmp_path / "idx"
     report = build_index(small_store, out=out, encoder=tiny_encoder, progress=False, shard_size=4)
     names = {p.name for p in out.iterdir()}
-    assert {"index.faiss", "vectors.ids.npy", "chunks.parquet", "catalog.json", "manifest.json"} <= names
+    assert {"index.faiss", "vectors.ids.npy", "chunks.parquet", "catalog.json", "manifest.json", "reviews.arrow",
+            "lexical"} <= names
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["dim"] == tiny_encoder.dim
     assert manifest["model"]["sha256"] == tiny_encoder.sha256
@@ -56,7 +57,7 @@ def test_layout_manifest_and_round_trip(small_store, tmp_path, tiny_encoder):
     vectors = tiny_encoder.encode(passages)
     query = tiny_encoder.encode_query("space jazz bounty hunters")
     brute = vectors @ query
-    hits = rec.retrieve(query, 10)
+    hits = rec.hits(["space jazz bounty hunters"], query[None, :], 10, aggregation="count")[0]
     # the index returns the 10 best rows (ties aside), each with its exact score, best first
     assert np.allclose([h.similarity for h in hits], np.sort(brute)[::-1][:10], atol=1e-5)
     assert np.allclose([brute[h.row] for h in hits], [h.similarity for h in hits], atol=1e-5)
@@ -67,7 +68,7 @@ def test_layout_manifest_and_round_trip(small_store, tmp_path, tiny_encoder):
 def test_crash_while_writing_keeps_the_old_index(small_store, tmp_path, tiny_encoder):
     out = tmp_path / "idx"
     build_index(small_store, out=out, encoder=tiny_encoder, progress=False)
-    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
 
     def half_write(tmp):
         (tmp / "index.faiss").write_bytes(b"partial")
@@ -75,7 +76,7 @@ def test_crash_while_writing_keeps_the_old_index(small_store, tmp_path, tiny_enc
 
     with pytest.raises(OSError, match="disk full"):
         publish_directory(out, half_write)
-    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".idx")] == []
     Recommender.load(out, encoder=tiny_encoder)  # still loads
 

@@ -9,6 +9,7 @@ import pytest
 from recommender import config
 from recommender import evaluate as ev
 from recommender.eval_queries import GENRES, LONG_TAIL
+from recommender.search_config import SearchConfig
 from scraping.models import Review
 
 
@@ -92,33 +93,34 @@ def demo_reviews() -> list[Review]:
         return [review_from_json(json.loads(line)) for line in handle if line.strip()]
 
 
-def test_known_item_masking_equals_leaving_the_reviews_out(tiny_encoder, monkeypatch):
+def test_known_item_masking_equals_leaving_the_reviews_out(tiny_encoder):
     """The fast path (mask held-out rows of one index) against the reference (an index without them).
 
     BM25 statistics are corpus-wide, so a masked index still counts the held-out
     passages in them; the lexical signal is off here to compare like with like.
     """
-    monkeypatch.setattr(config, "LEXICAL_WEIGHT", 0.0)
+    lexical_off = SearchConfig(lexical_weight=0.0, lexical_depth=0)
     wanted = sorted({r.anime_id for r in demo_reviews()})[:20]
     reviews = [r for r in demo_reviews() if r.anime_id in wanted]
-    reference = ev.known_item(tiny_encoder, reviews, max_queries=15, aggregation="soft")
+    reference = ev.known_item(tiny_encoder, reviews, max_queries=15, aggregation="soft", settings=lexical_off)
     assert set(reference) == set(ev.KNOWN_ITEM_KEYS)
     assert reference["queries"] == 15
     assert 0.0 <= reference["hit@1"] <= reference["hit@10"] <= 1.0
 
-    full = ev.in_memory_recommender(tiny_encoder, reviews)
-    queries, excluded, counts = ev.known_item_split(full, max_queries=15)
+    full = ev.in_memory_recommender(tiny_encoder, reviews, settings=lexical_off)
+    queries, allowed, counts = ev.known_item_split(full, max_queries=15)
     held = ev.held_out_split((r.review_id, r.anime_id) for r in reviews)
-    assert excluded.sum() > 0 and sum(full.review_counts.values()) - sum(counts.values()) == len(held)
-    fast = ev.score_known_item(full, queries, ["soft"], excluded=excluded, review_counts=counts)["soft"]
+    assert allowed.rows.count < full.index.ntotal
+    assert sum(full.review_counts.values()) - sum(counts.values()) == len(held)
+    fast = ev.score_known_item(full, queries, ["soft"], allowed=allowed, review_counts=counts)["soft"]
     assert fast == pytest.approx(reference)
 
 
 @pytest.mark.slow
 def test_default_beats_count_with_minilm_on_the_demo_index(minilm_recommender):
-    queries, excluded, counts = ev.known_item_split(minilm_recommender)
+    queries, allowed, counts = ev.known_item_split(minilm_recommender)
     got = ev.score_known_item(minilm_recommender, queries, ["count", config.DEFAULT_AGGREGATION],
-                              excluded=excluded, review_counts=counts)
+                              allowed=allowed, review_counts=counts)
     default, count = got[config.DEFAULT_AGGREGATION], got["count"]
     assert default["queries"] == count["queries"] >= 70
     assert default["mrr@10"] > 0.4  # 76 anime: chance is about 0.04

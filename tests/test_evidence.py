@@ -64,14 +64,14 @@ def test_search_results_carry_one_to_three_snippets_from_their_own_matching_chun
         assert 1 <= len(result.evidence) <= config.EVIDENCE_PER_RESULT
         assert len({e.review_id for e in result.evidence}) == len(result.evidence)
         for evidence in result.evidence:
-            review_pos = int(np.flatnonzero(rec._review_ids == evidence.review_id)[0])
-            assert rec._review_anime[review_pos] == result.anime_id
-            review = rec._review_texts[review_pos]
+            review_pos = int(np.flatnonzero(rec.data.reviews.review_ids() == evidence.review_id)[0])
+            assert rec.data.reviews.anime_ids[review_pos] == result.anime_id
+            review = rec.data.reviews.texts()[review_pos]
             body = re.sub(r"^… | …$", "", evidence.snippet)
             assert body and _normalised(body) in _normalised(review)
             assert len(body) <= config.SNIPPET_CHARS + 2
             # The similarity shown is the plain embedding similarity of one of that review's chunks.
-            rows = np.flatnonzero(rec._row_review == review_pos)
+            rows = np.flatnonzero(rec.data.row_review == review_pos)
             sims = rec.encoder.encode([rec.chunk_text(r) for r in rows]) @ vector
             assert float(np.min(np.abs(sims - evidence.similarity))) < 2e-3
         similarities = [e.similarity for e in result.evidence]
@@ -84,7 +84,7 @@ def test_evidence_is_the_results_reviews_closest_in_meaning(tiny_recommender):
     query = "the soundtrack and the jazz"
     response = rec.search(query, limit=3, top_n=200)
     vector = rec.encoder.encode_query(query)
-    hits = best_hit_per_review(rec.hits([query], vector[None, :], 200, rec.excluded_rows(None))[0])
+    hits = best_hit_per_review(rec.hits([query], vector[None, :], 200, rec.allowed(None))[0])
     for result in response.results:
         own = sorted((h for h in hits if h.anime_id == result.anime_id and h.is_review), key=lambda h: -h.cosine)
         assert [e.review_id for e in result.evidence] == [h.review_id for h in own[:len(result.evidence)]]
@@ -92,12 +92,12 @@ def test_evidence_is_the_results_reviews_closest_in_meaning(tiny_recommender):
 
 def test_long_reviews_give_a_window_not_the_whole_review(tiny_recommender):
     rec = tiny_recommender
-    lengths = [len(t) for t in rec._review_texts]
+    lengths = [len(t) for t in rec.data.reviews.texts()]
     longest = int(np.argmax(lengths))
     assert lengths[longest] > config.SNIPPET_CHARS
-    review_id = rec._review_ids[longest]
-    rows = np.flatnonzero(rec._row_review == longest)
-    hit = Hit(int(rec._review_anime[longest]), 0.5, 0, str(review_id), int(rows[0]))
+    review_id = rec.data.reviews.review_ids()[longest]
+    rows = np.flatnonzero(rec.data.row_review == longest)
+    hit = Hit(int(rec.data.reviews.anime_ids[longest]), 0.5, 0, str(review_id), int(rows[0]))
     result = rec._result(AnimeScore(hit.anime_id, 0.5, 1, [hit]), "story")
     assert result.evidence[0].snippet.endswith("…")
     assert len(result.evidence[0].snippet) < lengths[longest]
@@ -106,20 +106,20 @@ def test_long_reviews_give_a_window_not_the_whole_review(tiny_recommender):
 def test_evidence_links_mal_reviews_by_id(tiny_recommender):
     rec = tiny_recommender
     hit = Hit(1, 0.5, 0, "123456", 0)
-    evidence = rec._evidence([hit], "anything")
+    evidence = rec.evidence.snippets([hit], "anything", 3, 320)
     assert evidence[0].url == "https://myanimelist.net/reviews.php?id=123456"
-    assert rec._evidence([Hit(1, 0.5, 0, "demo-1-1", 0)], "anything")[0].url is None
+    assert rec.evidence.snippets([Hit(1, 0.5, 0, "demo-1-1", 0)], "anything", 3, 320)[0].url is None
 
 
 def test_an_anime_found_by_its_synopsis_alone_still_shows_its_closest_reviews(tiny_recommender):
     rec = tiny_recommender
-    anime_id = int(rec.synopsis_ids[0])
+    anime_id = int(rec.data.synopsis_ids[0])
     query = "quiet days and small adventures"
     vector = rec.encoder.encode_query(query)
     synopsis_hit = Hit(anime_id, 0.9, 0, f"synopsis:{anime_id}", -1, 0.9)
     result = rec._result(AnimeScore(anime_id, 0.9, 1, [synopsis_hit]), query, vector)
     assert result.count == 0  # a synopsis is not a matched review
-    rows = np.flatnonzero(rec.row_anime == anime_id)
+    rows = np.flatnonzero(rec.data.row_anime == anime_id)
     sims = rec.encoder.encode([rec.chunk_text(r) for r in rows]) @ vector
-    best_review = rec._review_ids[rec._row_review[rows[int(np.argmax(sims))]]]
+    best_review = rec.data.reviews.review_ids()[rec.data.row_review[rows[int(np.argmax(sims))]]]
     assert result.evidence and result.evidence[0].review_id == best_review

@@ -66,29 +66,55 @@ def test_from_values_rejects_bad_input(kwargs):
 
 
 # ---- on a real (tiny) index ------------------------------------------------------------------------------------
-def test_filtered_search_returns_only_matching_anime_and_a_full_page(tiny_recommender):
+def test_filtered_search_applies_the_filter_before_retrieval(tiny_recommender):
     rec = tiny_recommender
     filters = SearchFilters(genres=("Comedy",), exclude_genres=("Romance",), year_min=2005)
     allowed = {a for a in rec.review_counts if matches(rec.catalog.get(a, {}), filters)}
     assert 5 <= len(allowed) < len(rec.review_counts)
-    # top_n so small that an unfiltered top-N would hold too few allowed anime: search must look deeper.
+    # Every one of the top 3 passages belongs to an allowed anime: the filter acts inside the one index search.
+    plain = rec.with_settings(synopsis_weight=0.0, lexical_weight=0.0, lexical_depth=0)
+    vector = rec.encoder.encode_query("friends laughing together")
+    hits = plain.hits(["friends laughing together"], vector[None, :], 3, rec.allowed(filters))[0]
+    assert len(hits) == 3 and all(h.anime_id in allowed for h in hits)
     response = rec.search("friends laughing together", top_n=3, limit=5, filters=filters)
-    assert len(response.results) == 5
-    assert all(r.anime_id in allowed for r in response.results)
-    assert response.total <= len(allowed)
-    everything = rec.search("friends laughing together", top_n=3, limit=100, filters=filters)
-    assert everything.total == len(allowed)  # looked deep enough to rank every allowed anime
+    assert response.results and all(r.anime_id in allowed for r in response.results)
+    everything = rec.search("friends laughing together", top_n=rec.index.ntotal, limit=100, filters=filters)
+    assert everything.total == len(allowed)  # every allowed passage retrieved: every allowed anime ranked
     assert {r.anime_id for r in everything.results} == allowed
+
+
+@pytest.mark.parametrize("index_type", ["flat", "hnsw", "sq8", "ivfpq"])
+@pytest.mark.parametrize("share", [0.5, 0.02])
+def test_selector_search_equals_a_numpy_search_of_the_allowed_rows(index_type, share):
+    from recommender.index import AllowedRows, VectorIndex
+
+    rng = np.random.default_rng(7)
+    vectors = rng.standard_normal((3000, 32)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    mask = rng.random(len(vectors)) < share
+    index = VectorIndex.build(vectors, index_type, calibrate=False, **({"nlist": 16} if index_type != "flat"
+                                                                      and index_type != "hnsw" else {}))
+    queries = vectors[:8]
+    sims = queries @ vectors[mask].T
+    expected = np.flatnonzero(mask)[np.argsort(-sims, axis=1)[:, :20]]
+    scores, rows = index.search(queries, 20, allowed=AllowedRows(mask))
+    assert mask[rows[rows >= 0]].all()  # never a row outside the filter
+    recall = np.mean([len(set(a) & set(b)) / 20 for a, b in zip(rows, expected, strict=True)])
+    if index_type == "flat":
+        assert np.array_equal(rows, expected)
+        assert scores == pytest.approx(np.sort(sims, axis=1)[:, ::-1][:, :20], abs=1e-5)
+    else:
+        assert recall >= 0.9, recall
 
 
 def test_filtered_retrieval_equals_a_search_of_only_the_allowed_rows(tiny_recommender):
     rec = tiny_recommender
     filters = SearchFilters(types=("Movie",))
-    excluded = rec.excluded_rows(filters)
-    assert excluded is not None and excluded.any() and not excluded.all()
+    allowed = rec.allowed(filters)
+    assert allowed.rows is not None and 0 < allowed.rows.count < rec.index.ntotal
     vector = rec.encoder.encode_query("a magical journey through a spirit world")
-    got = rec.retrieve(vector, 25, excluded)
-    allowed_rows = np.flatnonzero(~excluded)
+    got = rec.hits(["a magical journey"], vector[None, :], 25, allowed, aggregation="count")[0]
+    allowed_rows = np.flatnonzero(allowed.rows.mask)
     chunk_vectors = rec.encoder.encode([rec.chunk_text(r) for r in allowed_rows])
     sims = chunk_vectors @ vector
     expected = allowed_rows[np.argsort(-sims, kind="stable")[:25]]
@@ -104,14 +130,14 @@ def test_adult_anime_hidden_by_default(tiny_recommender):
     saved = dict(rec.catalog[top])
     try:
         rec.catalog[top]["nsfw"] = True  # pretend the best match is an adult title
-        rec._filter_rows.clear()
+        rec.data._filter_cache.clear()
         shown = {r.anime_id for r in rec.search(query, limit=100).results}
         assert top not in shown and shown
         with_nsfw = rec.search(query, limit=3, filters=SearchFilters(nsfw=True)).results
         assert with_nsfw[0].anime_id == top
     finally:
         rec.catalog[top] = saved
-        rec._filter_rows.clear()
+        rec.data._filter_cache.clear()
 
 
 def test_filters_apply_to_synopsis_documents_too(tiny_recommender):
@@ -119,7 +145,8 @@ def test_filters_apply_to_synopsis_documents_too(tiny_recommender):
     filters = SearchFilters(genres=("Sports",))
     response = rec.search("a team training hard for the tournament", limit=100, filters=filters)
     assert response.results and all("sports" in rec.genre_labels(r.anime_id) for r in response.results)
-    hits = rec.hits(["a team training"], rec.encoder.encode(["a team training"]), 50, rec.excluded_rows(filters))[0]
+    hits = rec.hits(["a team training"], rec.encoder.encode(["a team training"]), 50, rec.allowed(filters))[0]
+    assert any(not h.is_review for h in hits)  # synopses take part, but only the allowed anime's
     assert all("sports" in rec.genre_labels(h.anime_id) for h in best_hit_per_review(hits))
 
 

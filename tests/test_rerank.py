@@ -77,7 +77,7 @@ def test_search_with_rerank_aggregates_the_reranked_hits(tiny_recommender, tiny_
     response = rec.search(query, rerank=str(tiny_cross_encoder_dir), limit=5, top_n=60)
     assert "rerank" in response.timing_ms and response.timing_ms["rerank"] > 0
     vector = rec.encoder.encode_query(query)
-    fused = rec.hits([query], vector[None, :], 60, rec.excluded_rows(None))[0]
+    fused = rec.hits([query], vector[None, :], 60, rec.allowed(None))[0]
     reranked = tiny_reranker.rerank(query, fused, rec.hit_text, depth=config.RERANK_DEPTH)
     expected = aggregate(best_hit_per_review(reranked), config.DEFAULT_AGGREGATION, review_counts=rec.review_counts)
     assert [r.anime_id for r in response.results] == [s.anime_id for s in expected[:5]]

@@ -15,18 +15,18 @@ from recommender.filters import SearchFilters, matches
 def test_anime_vectors_are_the_normalised_mean_of_their_chunks(tiny_recommender):
     rec = tiny_recommender
     for anime_id in sorted(rec.review_counts)[:3]:
-        rows = np.flatnonzero(rec.row_anime == anime_id)
+        rows = np.flatnonzero(rec.data.row_anime == anime_id)
         centroid = rec.encoder.encode([rec.chunk_text(r) for r in rows]).mean(axis=0)
         centroid /= np.linalg.norm(centroid)
-        stored = rec.anime_vectors[list(rec.anime_vector_ids).index(anime_id)]
+        stored = rec.data.anime_vectors[list(rec.data.anime_vector_ids).index(anime_id)]
         assert stored == pytest.approx(centroid, abs=1e-4)
 
 
 def test_similar_scores_match_the_reference(tiny_recommender):
     rec = tiny_recommender
     source = 1
-    ids = [int(a) for a in rec.anime_vector_ids]
-    sims = np.array([float(np.dot(rec.anime_vectors[ids.index(a)], rec.anime_vectors[ids.index(source)]))
+    ids = [int(a) for a in rec.data.anime_vector_ids]
+    sims = np.array([float(np.dot(rec.data.anime_vectors[ids.index(a)], rec.data.anime_vectors[ids.index(source)]))
                      for a in ids])
     pairs = sorted(zip(ids, sims, strict=True), key=lambda p: (-p[1], p[0]))
     expected = [(a, s) for a, s in pairs if a != source]
@@ -46,18 +46,19 @@ def test_similar_response(tiny_recommender):
     for result in response.results:
         assert result.count == rec.review_counts[result.anime_id]
         assert 1 <= len(result.evidence) <= config.EVIDENCE_PER_RESULT
-        assert all(e.review_id in set(rec._review_ids[rec._review_anime == result.anime_id]) for e in result.evidence)
+        own = set(rec.data.reviews.review_ids()[rec.data.reviews.anime_ids == result.anime_id])
+        assert all(e.review_id in own for e in result.evidence)
     assert response.to_dict()["results"][0]["score"] == pytest.approx(rec.similar_scores(1)[0][1], abs=1e-6)
 
 
 def test_similar_evidence_is_the_results_closest_review_to_the_source_centroid(tiny_recommender):
     rec = tiny_recommender
     result = rec.similar(1, limit=1).results[0]
-    source = rec.anime_vectors[list(rec.anime_vector_ids).index(1)]
-    rows = np.flatnonzero(rec.row_anime == result.anime_id)
+    source = rec.data.anime_vectors[list(rec.data.anime_vector_ids).index(1)]
+    rows = np.flatnonzero(rec.data.row_anime == result.anime_id)
     sims = rec.encoder.encode([rec.chunk_text(r) for r in rows]) @ source
     best_row = rows[int(np.argmax(sims))]
-    best_review = rec._review_ids[rec._row_review[best_row]]
+    best_review = rec.data.reviews.review_ids()[rec.data.row_review[best_row]]
     assert result.evidence[0].review_id == best_review
     assert result.evidence[0].similarity == pytest.approx(float(sims.max()), abs=1e-3)
 

@@ -42,8 +42,6 @@ DEFAULTS: dict[str, object] = {
     #: Search bodies are a few hundred bytes; anything near this is abuse.
     "MAX_CONTENT_LENGTH": 64 * 1024,
     "WEB_DIR": str(rconfig.PROJECT_ROOT / "web"),
-    #: One search at a time (see SearchService): the encoder's query cache is not thread-safe.
-    "SERIALIZE_SEARCH": True,
     "LOG_REQUESTS": True,
 }
 
@@ -107,7 +105,7 @@ def create_app(config: Mapping[str, object] | None = None) -> Flask:
 
     app = Flask(__name__, static_folder=None)
     app.config.update({k: v for k, v in settings.items() if k != "RECOMMENDER"})
-    app.extensions["anime_search"] = SearchService(recommender, serialize=bool(settings["SERIALIZE_SEARCH"]))
+    app.extensions["anime_search"] = SearchService(recommender)
 
     # Before the limiter's own hook, so a refused request still gets an id and a timing.
     app.before_request(_start_request)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import threading
 import time
 
 from recommender import __version__, config
@@ -16,25 +15,18 @@ from webapp.validation import SearchParams, filters_to_dict
 class SearchService:
     """Answers API requests from one recommender shared by all server threads.
 
+    The recommender holds no per-query state, so requests run concurrently
+    (one CPU thread each, see ``config.SERVE_THREADS``): on 2 cores two searches
+    proceed at once instead of queueing behind a lock.
+
     Args:
         recommender: the loaded index and model.
-        serialize: run one query at a time. The encoder's query cache is a plain
-            ``OrderedDict`` and torch already uses every core for one query, so
-            concurrent queries would only race and contend; waitress threads still
-            read requests and write responses in parallel.
     """
 
-    def __init__(self, recommender: Recommender, serialize: bool = True) -> None:
+    def __init__(self, recommender: Recommender) -> None:
         self.recommender = recommender
-        self._lock = threading.Lock() if serialize else None
         self._meta = recommender.meta()
         self.started = time.time()
-
-    def _call(self, function, *args, **kwargs):
-        if self._lock is None:
-            return function(*args, **kwargs)
-        with self._lock:
-            return function(*args, **kwargs)
 
     # ---- catalogue facts ---------------------------------------------------------------
     def meta(self) -> dict:
@@ -68,7 +60,7 @@ class SearchService:
         Raises:
             RecommenderError: bad input the recommender itself refuses.
         """
-        response = self._call(self.recommender.search, params.query, top_n=params.top_n, limit=params.limit,
+        response = self.recommender.search(params.query, top_n=params.top_n, limit=params.limit,
                               offset=params.offset, aggregation=params.aggregation, filters=params.filters)
         total = response.total if response.total is not None else len(response.results)
         return {
@@ -93,11 +85,11 @@ class SearchService:
         rec = self.recommender
 
         def vote():
-            hits = rec.retrieve(rec.encoder.encode_query(query), top_n, rec.excluded_rows(None))
-            return rec.rank(hits, "count")
+            vector = rec.encoder.encode_query(query)
+            return rec.rank(rec.hits([query], vector[None, :], top_n, None, "count")[0], "count")
 
         rows = []
-        for entry in self._call(vote):
+        for entry in vote():
             meta = rec.catalog.get(entry.anime_id, {})
             rows.append({
                 "Anime Title": meta.get("title") or f"Anime {entry.anime_id}",
@@ -124,7 +116,7 @@ class SearchService:
             UnknownAnimeError: not in the index.
         """
         source = self.recommender.anime(anime_id)
-        response = self._call(self.recommender.similar, anime_id, limit=limit, filters=filters)
+        response = self.recommender.similar(anime_id, limit=limit, filters=filters)
         return {
             **response.to_dict(),
             "anime": {key: source.get(key) for key in ("anime_id", "title", "url", "image_url")},

@@ -1,0 +1,74 @@
+"""Evidence: the review lines shown as the reason for a result, read from the mapped review table."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from recommender.aggregate import Hit, best_hit_per_review
+from recommender.evidence import snippet
+from recommender.index_data import IndexData
+from recommender.results import Evidence
+from scraping.models import review_url
+
+#: Above this many rows an anime's passages are scored by a filtered index search instead of one by one.
+DIRECT_SCORING_ROWS = 4096
+
+
+class EvidenceFinder:
+    """Builds :class:`~recommender.results.Evidence` for ranked anime (read-only: safe across threads)."""
+
+    def __init__(self, data: IndexData) -> None:
+        self.data = data
+
+    def snippets(self, hits: list[Hit], query: str, count: int, max_chars: int) -> list[Evidence]:
+        """Snippets of the review hits closest in meaning to the query (the model's similarity, best first).
+
+        Ranking may also weigh words (BM25) or a reranker, but the reason shown
+        is the passage that means most nearly what was asked, and its similarity.
+        The same passage twice explains nothing new, so duplicates are skipped.
+        """
+        evidence: list[Evidence] = []
+        seen: set[str] = set()
+        by_meaning = sorted((h for h in hits if h.is_review),
+                            key=lambda h: -(h.similarity if h.cosine is None else h.cosine))
+        for hit in by_meaning:
+            if len(evidence) >= count:
+                break
+            row = hit.row
+            text = self.data.reviews.text(self.data.row_review[row])
+            passage = snippet(text, int(self.data.row_start[row]), int(self.data.row_end[row]), query, max_chars)
+            if not passage or passage in seen:
+                continue
+            seen.add(passage)
+            similarity = hit.similarity if hit.cosine is None else hit.cosine
+            evidence.append(Evidence(review_id=hit.review_id, similarity=round(similarity, 4),
+                                     snippet=passage, url=review_url(hit.review_id)))
+        return evidence
+
+    def nearest_reviews(self, vector: np.ndarray, anime_ids: list[int] | set[int]) -> dict[int, list[Hit]]:
+        """Each anime's review passages ranked by similarity to ``vector`` (best chunk per review).
+
+        Scores only those anime's rows (one decode per row, or one filtered search
+        for a very large anime), never a growing search of the whole index.
+        """
+        data = self.data
+        rows = np.concatenate([data.rows_of_anime(a) for a in anime_ids]) if anime_ids else np.zeros(0, np.int64)
+        if not len(rows):
+            return {}
+        if len(rows) <= DIRECT_SCORING_ROWS:
+            sims = data.index.similarities(vector, rows)
+            order = np.argsort(-sims, kind="stable")
+            rows, sims = rows[order], sims[order]
+        else:
+            from recommender.index import AllowedRows
+
+            sims, found = data.index.search(vector, DIRECT_SCORING_ROWS,
+                                            allowed=AllowedRows.of_rows(rows, data.ntotal))
+            rows, sims = found[0][found[0] >= 0], sims[0][found[0] >= 0]
+        review_ids = data.reviews.take_ids(data.row_review[rows])
+        hits = [Hit(int(data.row_anime[r]), float(s), i, rid, int(r)) for i, (r, s, rid)
+                in enumerate(zip(rows, sims, review_ids, strict=True))]
+        grouped: dict[int, list[Hit]] = {}
+        for hit in best_hit_per_review(hits):
+            grouped.setdefault(hit.anime_id, []).append(hit)
+        return grouped

@@ -1,0 +1,103 @@
+"""Retrieval: the dense top N (one FAISS search, filters applied inside it), BM25's best passages and
+the synopses, turned into the ranked :class:`~recommender.aggregate.Hit` list an aggregation reads."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from recommender.aggregate import Hit
+from recommender.fusion import Candidates, fuse
+from recommender.index_data import Allowed, IndexData
+from recommender.lexical import top_passages
+from recommender.search_config import SearchConfig
+
+
+def similarity_unit(vector: np.ndarray, settings: SearchConfig) -> float:
+    """One cosine unit of the model's similarity for this query: ``|query| · doc_norm`` (1 for cosine models)."""
+    if settings.doc_norm == 1.0:
+        return 1.0
+    norm = float(np.linalg.norm(vector))
+    return norm * settings.doc_norm if norm > 0 else 1.0
+
+
+class Retriever:
+    """Finds and fuses candidate passages in one :class:`IndexData` (read-only: safe across threads)."""
+
+    def __init__(self, data: IndexData) -> None:
+        self.data = data
+
+    def dense(self, vectors: np.ndarray, top_n: int, allowed: Allowed) -> list[tuple[np.ndarray, np.ndarray]]:
+        """``(similarities, rows)`` of the best ``top_n`` allowed rows for each query vector, best first."""
+        scores, rows = self.data.index.search(np.atleast_2d(vectors), top_n, allowed=allowed.rows)
+        out = []
+        for s, r in zip(scores, rows, strict=True):
+            ok = r >= 0
+            out.append((s[ok], r[ok]))
+        return out
+
+    def candidates(self, query: str, vector: np.ndarray, dense: tuple[np.ndarray, np.ndarray], allowed: Allowed,
+                   settings: SearchConfig) -> Candidates:
+        """The dense hits, plus BM25's best allowed passages, plus every allowed synopsis, with their signals."""
+        data = self.data
+        sims, rows = dense
+        n_rows, n_syn = data.ntotal, len(data.synopsis_ids)
+        use_lexical = data.lexical is not None and (settings.lexical_weight > 0 or settings.lexical_depth > 0)
+        bm25 = data.lexical.scores(query) if use_lexical else None
+        extra_rows = np.zeros(0, dtype=np.int64)
+        if bm25 is not None and settings.lexical_depth > 0:
+            best = top_passages(bm25, settings.lexical_depth, allowed.passage_mask(n_rows, n_syn))
+            extra_rows = np.setdiff1d(best[best < n_rows], rows, assume_unique=True)
+        synopses = np.zeros(0, dtype=np.int64)
+        if settings.synopsis_weight > 0 and n_syn:
+            synopses = np.flatnonzero(allowed.synopsis_mask(n_syn))
+        all_rows = np.concatenate([rows, extra_rows]).astype(np.int64)
+        similarity = np.concatenate([
+            sims, data.index.similarities(vector, extra_rows),
+            data.synopsis_vectors[synopses] @ vector if len(synopses) else np.zeros(0, np.float32),
+        ])
+        lexical = np.zeros(len(all_rows) + len(synopses), dtype=np.float32)
+        if bm25 is not None:
+            lexical[:len(all_rows)] = bm25[all_rows]
+            lexical[len(all_rows):] = bm25[n_rows + synopses]
+        dense_flags = np.zeros(len(lexical), dtype=bool)
+        dense_flags[:len(rows)] = True
+        return Candidates(
+            rows=np.concatenate([all_rows, np.full(len(synopses), -1, dtype=np.int64)]),
+            anime=np.concatenate([data.row_anime[all_rows], data.synopsis_ids[synopses]]),
+            similarity=similarity, lexical=lexical, dense=dense_flags,
+        )
+
+    def hits(self, candidates: Candidates, order: np.ndarray, scores: np.ndarray) -> list[Hit]:
+        """Hits for ``candidates[order]``: ``similarity`` is the ranking score, ``cosine`` the model's similarity."""
+        rows = candidates.rows[order]
+        reviews = np.where(rows >= 0, self.data.row_review[np.maximum(rows, 0)], -1)
+        review_ids = self.review_ids(reviews)
+        anime = candidates.anime[order]
+        model_sims = candidates.similarity[order]
+        return [Hit(int(anime[i]), float(scores[order[i]]), i,
+                    review_ids[i] if rows[i] >= 0 else f"synopsis:{int(anime[i])}", int(rows[i]),
+                    float(model_sims[i]))
+                for i in range(len(order))]
+
+    def review_ids(self, positions: np.ndarray) -> list[str | None]:
+        """Review ids at ``positions`` (None for -1), read from the mapped table in one call."""
+        positions = np.asarray(positions, dtype=np.int64)
+        ids = self.data.reviews.take_ids(np.maximum(positions, 0))
+        return [rid if p >= 0 else None for rid, p in zip(ids, positions, strict=True)]
+
+    def dense_hits(self, dense: tuple[np.ndarray, np.ndarray], unit: float) -> list[Hit]:
+        """The dense hits alone (what the reference ``count`` vote reads), similarity in cosine units."""
+        sims, rows = dense
+        candidates = Candidates(rows=rows.astype(np.int64), anime=self.data.row_anime[rows], similarity=sims,
+                                lexical=np.zeros(len(rows), np.float32), dense=np.ones(len(rows), dtype=bool))
+        return self.hits(candidates, np.arange(len(rows)), sims.astype(np.float64) / unit)
+
+    def fused_hits(self, query: str, vector: np.ndarray, dense: tuple[np.ndarray, np.ndarray], allowed: Allowed,
+                   settings: SearchConfig) -> list[Hit]:
+        """Dense, lexical and synopsis candidates fused and ranked (see :mod:`recommender.fusion`)."""
+        candidates = self.candidates(query, vector, dense, allowed, settings)
+        order, fused = fuse(candidates, unit=similarity_unit(vector, settings),
+                            synopsis_weight=settings.synopsis_weight, lexical_weight=settings.lexical_weight,
+                            top_n=settings.top_n)
+        return self.hits(candidates, order, fused)
+

@@ -1,0 +1,103 @@
+"""How an index is meant to be searched: one record, written into the manifest at build time.
+
+Every tunable of the query path lives here (defaults from :mod:`recommender.config`),
+so an index directory says how it should be queried and a caller can change one
+setting for one experiment (``config.replace(lexical_depth=0)``) without touching
+module globals. Similarities are compared in *cosine units*: a dot-product model's
+scores are divided by ``|query| · doc_norm`` (see :attr:`SearchConfig.doc_norm`), so
+constants tuned on a cosine model mean the same for TAS-B.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass
+
+from recommender import config
+from recommender.aggregate import AGGREGATIONS
+from recommender.errors import InvalidParameterError, UnknownAggregationError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """Query-time settings of one index.
+
+    Attributes:
+        aggregation: how passage hits become ranked anime (a name in ``AGGREGATIONS``).
+        top_n: passages retrieved by embedding similarity per query.
+        synopsis_weight: an anime's synopsis competes with review passages at this weight (0: off).
+        lexical_weight: ``weight × BM25 / best BM25`` is added to every candidate passage (0: off).
+        lexical_depth: the best this many BM25 passages join the dense top N as candidates, so a
+            name the embedding blurs is still found (0: BM25 only re-weights dense hits).
+        doc_norm: median length of the indexed vectors (1 for cosine models); a query's
+            similarities are divided by ``|query| · doc_norm`` before fusion and aggregation.
+        soft_temperature, soft_alpha: ``soft`` aggregation (smooth maximum, review-count correction).
+        top_k: ``topk`` aggregation (mean of the best ``top_k`` reviews).
+        rrf_k: ``rrf`` aggregation constant.
+        norm_alpha: ``norm`` aggregation (power of the review count dividing the sum).
+        evidence_per_result: review snippets shown per anime.
+        snippet_chars: longest snippet.
+    """
+
+    aggregation: str = config.DEFAULT_AGGREGATION
+    top_n: int = config.DEFAULT_TOP_N
+    synopsis_weight: float = config.SYNOPSIS_WEIGHT
+    lexical_weight: float = config.LEXICAL_WEIGHT
+    lexical_depth: int = config.LEXICAL_DEPTH
+    doc_norm: float = 1.0
+    soft_temperature: float = config.SOFT_TEMPERATURE
+    soft_alpha: float = config.SOFT_ALPHA
+    top_k: int = config.TOP_K
+    rrf_k: float = config.RRF_K
+    norm_alpha: float = config.NORM_ALPHA
+    evidence_per_result: int = config.EVIDENCE_PER_RESULT
+    snippet_chars: int = config.SNIPPET_CHARS
+
+    def __post_init__(self) -> None:
+        if self.aggregation not in AGGREGATIONS:
+            raise UnknownAggregationError(
+                f"unknown aggregation {self.aggregation!r}; choose from {', '.join(sorted(AGGREGATIONS))}")
+        for name in ("top_n", "lexical_depth", "top_k", "evidence_per_result", "snippet_chars"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < (0 if name == "lexical_depth" else 1):
+                raise InvalidParameterError(f"search setting {name} must be a positive integer, got {value!r}")
+        for name in ("synopsis_weight", "lexical_weight", "doc_norm", "soft_temperature", "soft_alpha", "rrf_k",
+                     "norm_alpha"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                raise InvalidParameterError(f"search setting {name} must be a non-negative number, got {value!r}")
+        if self.doc_norm <= 0 or self.soft_temperature <= 0:
+            raise InvalidParameterError("search settings doc_norm and soft_temperature must be positive")
+
+    def replace(self, **changes: object) -> SearchConfig:
+        """A copy with ``changes`` applied (validated like the original)."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict | None) -> SearchConfig:
+        """The settings a manifest records; keys this version does not know are ignored with a warning.
+
+        Raises:
+            InvalidParameterError, UnknownAggregationError: a recorded value is invalid.
+        """
+        values = dict(values or {})
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            log.warning("ignoring unknown search settings in the manifest: %s", ", ".join(unknown))
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+    def aggregation_params(self, name: str) -> dict:
+        """Keyword parameters of the aggregation ``name`` under these settings."""
+        return {
+            "soft": {"temperature": self.soft_temperature, "alpha": self.soft_alpha},
+            "topk": {"top_k": self.top_k},
+            "rrf": {"rrf_k": self.rrf_k},
+            "norm": {"alpha": self.norm_alpha},
+        }.get(name, {})

@@ -1,0 +1,39 @@
+"""Brute-force reference computations that tests compare the fast search paths against (numpy only)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def dense_top(recommender, vector: np.ndarray, top_n: int, allowed_mask: np.ndarray | None = None):
+    """The exact best ``top_n`` rows by inner product among the allowed ones: ``(similarities, rows)``."""
+    vectors = recommender.index.vectors()
+    sims = vectors @ np.asarray(vector, dtype=np.float32)
+    rows = np.arange(len(sims)) if allowed_mask is None else np.flatnonzero(allowed_mask)
+    order = rows[np.lexsort((rows, -sims[rows]))][:top_n]
+    return sims[order], order
+
+
+def fused_reference(recommender, query: str, vector: np.ndarray, top_n: int) -> dict[tuple[str, int], float]:
+    """Every candidate the fused search should return, keyed by (review id or ``synopsis:<id>``, row), with its
+    score, computed from the definition in :mod:`recommender.fusion` with no filter."""
+    data, settings = recommender.data, recommender.settings
+    sims, rows = dense_top(recommender, vector, top_n)
+    bm25 = data.lexical.scores(query)
+    positive = np.flatnonzero(bm25 > 0)
+    lexical_best = positive[np.lexsort((positive, -bm25[positive]))][:settings.lexical_depth]
+    extra = [int(r) for r in lexical_best if r < data.ntotal and r not in set(rows.tolist())]
+    all_vectors = recommender.index.vectors()
+    unit = 1.0 if settings.doc_norm == 1.0 else float(np.linalg.norm(vector)) * settings.doc_norm
+    docs = [((data.reviews.review_id(data.row_review[r]), int(r)), float(s), int(r))
+            for s, r in zip(sims, rows, strict=True)]
+    docs += [((data.reviews.review_id(data.row_review[r]), r), float(all_vectors[r] @ vector), r) for r in extra]
+    syn_sims = data.synopsis_vectors @ vector
+    docs += [((f"synopsis:{int(a)}", -1), settings.synopsis_weight * float(s), data.ntotal + i)
+             for i, (a, s) in enumerate(zip(data.synopsis_ids, syn_sims, strict=True))]
+    lexical = np.array([bm25[p] for _, _, p in docs])
+    best = lexical.max()
+    expected = {key: base / unit + (settings.lexical_weight * lex / best if best > 0 else 0.0)
+                for (key, base, _), lex in zip(docs, lexical, strict=True)}
+    weakest = min(expected[key] for key, _, position in docs[:len(rows)])
+    return {key: s for key, s in expected.items() if key[1] >= 0 or len(rows) < top_n or s >= weakest}
