@@ -63,8 +63,15 @@ EVAL_SEED = 13
 SYNOPSIS_WEIGHT = 1.0
 #: Lexical signal: ``weight × BM25 / (the query's best BM25)`` is added to each retrieved passage's cosine (0: off).
 LEXICAL_WEIGHT = 0.2
-#: Lexical retrieval: the best this many BM25 passages join the dense top N as candidates (0: re-weighting only).
+#: Lexical retrieval: when a query word that is rare in the corpus (in at most LEXICAL_RARE_SHARE of the passages)
+#: occurs in none of the dense top N, the best LEXICAL_DEPTH passages for the query's missing rare words join the
+#: candidates, so a name the embedding blurs is still found. Only while the dense top N covers less than
+#: LEXICAL_COVERAGE of the passages: on the shared data (top 500 of 7,195, 7 %) it cost a long-tail query, with
+#: the top 30 (0.4 %, the coverage of the reference corpus) it gained long-tail and title lookups
+#: (docs/evaluation.md). 0 turns it off.
 LEXICAL_DEPTH = 50
+LEXICAL_RARE_SHARE = 0.001
+LEXICAL_COVERAGE = 0.01
 
 
 

@@ -34,9 +34,13 @@ STOPWORDS = frozenset(
     "than that the their them then there these they this to too up very was we were what when where which while who "
     "will with would you your".split()
 )
-#: bm25s's defaults (Lucene's BM25 variant); recorded with the saved index.
+#: bm25s's defaults; recorded with the saved index.
 K1 = 1.5
 B = 0.75
+#: BM25 variants this module can build (bm25s's names): they differ in the inverse document frequency.
+#: Robertson's (Okapi's idf, floored at 0) is the default: on the shared evaluation it beat Lucene's on
+#: long-tail queries and tied or beat it elsewhere (docs/evaluation.md).
+METHODS = ("robertson", "lucene")
 
 
 def tokenize(text: str) -> list[str]:
@@ -56,13 +60,17 @@ class LexicalIndex:
         self.size = size
 
     @classmethod
-    def build(cls, texts: Iterable[str], *, progress: bool = False, total: int | None = None) -> LexicalIndex:
+    def build(cls, texts: Iterable[str], *, progress: bool = False, total: int | None = None,
+              method: str = "robertson") -> LexicalIndex:
         """Index ``texts`` (passage ``i`` is the ``i``-th text) without holding token lists in memory.
 
         Postings are accumulated as flat integer arrays (one entry per distinct
-        word of a passage) and scored with bm25s's Lucene formula, which is what
-        ``bm25s.BM25.index`` computes, at a fraction of its memory for large corpora.
+        word of a passage) and scored with bm25s's formula for ``method`` (what
+        ``bm25s.BM25(method=method).index`` computes), at a fraction of its memory
+        for large corpora.
         """
+        if method not in METHODS:
+            raise ValueError(f"unknown BM25 method {method!r}; choose from {', '.join(METHODS)}")
         vocab: dict[str, int] = {}
         terms, freqs, per_doc, lengths = array("i"), array("f"), array("i"), array("i")
         for text in tqdm(texts, total=total, desc="lexical index", unit="passage", disable=not progress):
@@ -73,13 +81,14 @@ class LexicalIndex:
             per_doc.append(len(counts))
             lengths.append(len(ids))
         n_docs = len(lengths)
-        bm25 = bm25s.BM25(k1=K1, b=B, method="lucene", idf_method="lucene")
+        bm25 = bm25s.BM25(k1=K1, b=B, method=method, idf_method=method)
         term_ids = np.frombuffer(terms, dtype=np.int32) if terms else np.zeros(0, np.int32)
         doc_ids = np.repeat(np.arange(n_docs, dtype=np.int32), np.frombuffer(per_doc, dtype=np.int32))
         doc_len = np.frombuffer(lengths, dtype=np.int32).astype(np.float32)
         avg_len = float(doc_len.mean()) if n_docs and doc_len.mean() > 0 else 1.0
         df = np.bincount(term_ids, minlength=len(vocab)).astype(np.float64)
-        idf = np.log1p((n_docs - df + 0.5) / (df + 0.5)).astype(np.float32)
+        odds = (n_docs - df + 0.5) / (df + 0.5)
+        idf = (np.log1p(odds) if method == "lucene" else np.log(np.maximum(odds, 1.0))).astype(np.float32)
         tf = np.frombuffer(freqs, dtype=np.float32) if freqs else np.zeros(0, np.float32)
         weight = idf[term_ids] * tf / (tf + K1 * (1 - B + B * doc_len[doc_ids] / avg_len))
         order = np.argsort(term_ids, kind="stable")  # by word, then by passage: bm25s's column-major layout
@@ -115,11 +124,28 @@ class LexicalIndex:
 
     def scores(self, query: str) -> np.ndarray:
         """BM25 score of ``query`` for every passage (float32, 0 where no query word occurs)."""
+        return self.scores_of_terms(self.term_ids(query))
+
+    def term_ids(self, query: str) -> list[int]:
+        """Vocabulary ids of the query's words that occur in the corpus (repeats kept, as BM25 counts them)."""
         terms = tokenize(query)
-        ids = self._bm25.get_tokens_ids(terms) if terms else []
-        if not ids:
+        return self._bm25.get_tokens_ids(terms) if terms else []
+
+    def scores_of_terms(self, term_ids: list[int]) -> np.ndarray:
+        """BM25 score of every passage for a query made of ``term_ids``."""
+        if not term_ids:
             return np.zeros(self.size, dtype=np.float32)
-        return np.asarray(self._bm25.get_scores_from_ids(ids), dtype=np.float32)
+        return np.asarray(self._bm25.get_scores_from_ids(term_ids), dtype=np.float32)
+
+    def document_frequency(self, term_id: int) -> int:
+        """How many passages contain the word."""
+        indptr = self._bm25.scores["indptr"]
+        return int(indptr[term_id + 1] - indptr[term_id])
+
+    def postings(self, term_id: int) -> np.ndarray:
+        """Positions of the passages that contain the word (ascending)."""
+        indptr = self._bm25.scores["indptr"]
+        return np.asarray(self._bm25.scores["indices"][indptr[term_id]:indptr[term_id + 1]])
 
 
 def top_passages(scores: np.ndarray, k: int, allowed: np.ndarray | None = None) -> np.ndarray:

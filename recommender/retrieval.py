@@ -43,10 +43,7 @@ class Retriever:
         n_rows, n_syn = data.ntotal, len(data.synopsis_ids)
         use_lexical = data.lexical is not None and (settings.lexical_weight > 0 or settings.lexical_depth > 0)
         bm25 = data.lexical.scores(query) if use_lexical else None
-        extra_rows = np.zeros(0, dtype=np.int64)
-        if bm25 is not None and settings.lexical_depth > 0:
-            best = top_passages(bm25, settings.lexical_depth, allowed.passage_mask(n_rows, n_syn))
-            extra_rows = np.setdiff1d(best[best < n_rows], rows, assume_unique=True)
+        extra_rows = self.lexical_rows(query, rows, allowed, settings) if use_lexical else np.zeros(0, np.int64)
         synopses = np.zeros(0, dtype=np.int64)
         if settings.synopsis_weight > 0 and n_syn:
             synopses = np.flatnonzero(allowed.synopsis_mask(n_syn))
@@ -66,6 +63,24 @@ class Retriever:
             anime=np.concatenate([data.row_anime[all_rows], data.synopsis_ids[synopses]]),
             similarity=similarity, lexical=lexical, dense=dense_flags,
         )
+
+    def lexical_rows(self, query: str, dense_rows: np.ndarray, allowed: Allowed, settings: SearchConfig) -> np.ndarray:
+        """Rows BM25 adds: the best passages for the query's rare words that no dense hit contains.
+
+        Empty when lexical retrieval is off, when the dense top N covers at least
+        ``lexical_coverage`` of the passages, or when every rare word is already in a dense hit.
+        """
+        lexical, n_rows = self.data.lexical, self.data.ntotal
+        if settings.lexical_depth <= 0 or len(dense_rows) >= settings.lexical_coverage * n_rows:
+            return np.zeros(0, dtype=np.int64)
+        max_df = max(1.0, settings.lexical_rare_share * lexical.size)
+        missing = [t for t in dict.fromkeys(lexical.term_ids(query))
+                   if lexical.document_frequency(t) <= max_df and not np.isin(lexical.postings(t), dense_rows).any()]
+        if not missing:
+            return np.zeros(0, dtype=np.int64)
+        mask = allowed.passage_mask(n_rows, len(self.data.synopsis_ids))
+        best = top_passages(lexical.scores_of_terms(missing), settings.lexical_depth, mask)
+        return np.setdiff1d(best[best < n_rows], dense_rows).astype(np.int64)
 
     def hits(self, candidates: Candidates, order: np.ndarray, scores: np.ndarray) -> list[Hit]:
         """Hits for ``candidates[order]``: ``similarity`` is the ranking score, ``cosine`` the model's similarity."""

@@ -231,22 +231,28 @@ class Recommender:
         aggregation = check_aggregation(aggregation or self.settings.aggregation)
         allowed = self.allowed(filters)
         reranker = self.reranker(rerank) if rerank else None
+        settings = self.settings.replace(top_n=top_n)
         t0 = time.perf_counter()
         vector = self.encoder.encode_query(query)
         t1 = time.perf_counter()
-        hits = self.hits([query], vector[None, :], top_n, allowed, aggregation)[0]
+        dense = self.retriever.dense(vector, top_n, allowed)[0]
         t2 = time.perf_counter()
+        if aggregation == "count":
+            hits = self.retriever.dense_hits(dense, similarity_unit(vector, settings))
+        else:
+            hits = self.retriever.fused_hits(query, vector, dense, allowed, settings)
+        t3 = time.perf_counter()
         if reranker is not None:
             hits = reranker.rerank(query, hits, self.hit_text)
-        t3 = time.perf_counter()
-        ranked = self.rank(hits, aggregation)
         t4 = time.perf_counter()
-        results = [self._result(entry, query, vector) for entry in ranked[offset:offset + limit]]
+        ranked = self.rank(hits, aggregation)
         t5 = time.perf_counter()
-        timing = {"encode": (t1 - t0) * 1e3, "search": (t2 - t1) * 1e3, "aggregate": (t4 - t3) * 1e3,
-                  "evidence": (t5 - t4) * 1e3, "total": (t5 - t0) * 1e3}
+        results = [self._result(entry, query, vector) for entry in ranked[offset:offset + limit]]
+        t6 = time.perf_counter()
+        timing = {"encode": (t1 - t0) * 1e3, "search": (t2 - t1) * 1e3, "fuse": (t3 - t2) * 1e3,
+                  "aggregate": (t5 - t4) * 1e3, "evidence": (t6 - t5) * 1e3, "total": (t6 - t0) * 1e3}
         if reranker is not None:
-            timing["rerank"] = (t3 - t2) * 1e3
+            timing["rerank"] = (t4 - t3) * 1e3
         return SearchResponse(query=query, results=results, timing_ms=timing, total=len(ranked))
 
     def reranker(self, choice: bool | str):

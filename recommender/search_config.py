@@ -30,8 +30,12 @@ class SearchConfig:
         top_n: passages retrieved by embedding similarity per query.
         synopsis_weight: an anime's synopsis competes with review passages at this weight (0: off).
         lexical_weight: ``weight × BM25 / best BM25`` is added to every candidate passage (0: off).
-        lexical_depth: the best this many BM25 passages join the dense top N as candidates, so a
-            name the embedding blurs is still found (0: BM25 only re-weights dense hits).
+        lexical_depth: for query words rare in the corpus that no dense hit contains, the best this
+            many BM25 passages for those words join the candidates, so a name the embedding blurs is
+            still found (0: BM25 only re-weights candidates).
+        lexical_rare_share: a word is rare when at most this share of the passages contain it.
+        lexical_coverage: lexical retrieval runs only while ``top_n`` is below this share of the passages
+            (a dense top N that covers much of the corpus already holds the rare words' passages).
         doc_norm: median length of the indexed vectors (1 for cosine models); a query's
             similarities are divided by ``|query| · doc_norm`` before fusion and aggregation.
         soft_temperature, soft_alpha: ``soft`` aggregation (smooth maximum, review-count correction).
@@ -47,6 +51,8 @@ class SearchConfig:
     synopsis_weight: float = config.SYNOPSIS_WEIGHT
     lexical_weight: float = config.LEXICAL_WEIGHT
     lexical_depth: int = config.LEXICAL_DEPTH
+    lexical_rare_share: float = config.LEXICAL_RARE_SHARE
+    lexical_coverage: float = config.LEXICAL_COVERAGE
     doc_norm: float = 1.0
     soft_temperature: float = config.SOFT_TEMPERATURE
     soft_alpha: float = config.SOFT_ALPHA
@@ -64,8 +70,8 @@ class SearchConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < (0 if name == "lexical_depth" else 1):
                 raise InvalidParameterError(f"search setting {name} must be a positive integer, got {value!r}")
-        for name in ("synopsis_weight", "lexical_weight", "doc_norm", "soft_temperature", "soft_alpha", "rrf_k",
-                     "norm_alpha"):
+        for name in ("synopsis_weight", "lexical_weight", "lexical_rare_share", "lexical_coverage", "doc_norm",
+                     "soft_temperature", "soft_alpha", "rrf_k", "norm_alpha"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
                 raise InvalidParameterError(f"search setting {name} must be a non-negative number, got {value!r}")

@@ -14,15 +14,41 @@ def dense_top(recommender, vector: np.ndarray, top_n: int, allowed_mask: np.ndar
     return sims[order], order
 
 
+def passage_texts(recommender) -> list[str]:
+    """Every lexical passage's text: the chunks in row order, then the synopses."""
+    data = recommender.data
+    return [data.chunk_text(r) for r in range(data.ntotal)] + [data.synopsis(a) for a in data.synopsis_ids]
+
+
+def lexical_rows_reference(recommender, query: str, dense_rows: np.ndarray) -> list[int]:
+    """Rows lexical retrieval should add, from the definition, with word counts taken by scanning every text."""
+    from recommender.lexical import tokenize
+
+    data, settings = recommender.data, recommender.settings
+    texts = [set(tokenize(t)) for t in passage_texts(recommender)]
+    if settings.lexical_depth <= 0 or len(dense_rows) >= settings.lexical_coverage * data.ntotal:
+        return []
+    dense = set(dense_rows.tolist())
+    missing = []
+    for word in dict.fromkeys(tokenize(query)):
+        holders = [i for i, words in enumerate(texts) if word in words]
+        if holders and len(holders) <= max(1.0, settings.lexical_rare_share * len(texts)) and not dense & set(holders):
+            missing.append(word)
+    if not missing:
+        return []
+    scores = data.lexical.scores(" ".join(missing))
+    positive = np.flatnonzero(scores > 0)
+    best = positive[np.lexsort((positive, -scores[positive]))][:settings.lexical_depth]
+    return [int(r) for r in best if r < data.ntotal and r not in dense]
+
+
 def fused_reference(recommender, query: str, vector: np.ndarray, top_n: int) -> dict[tuple[str, int], float]:
     """Every candidate the fused search should return, keyed by (review id or ``synopsis:<id>``, row), with its
     score, computed from the definition in :mod:`recommender.fusion` with no filter."""
     data, settings = recommender.data, recommender.settings
     sims, rows = dense_top(recommender, vector, top_n)
     bm25 = data.lexical.scores(query)
-    positive = np.flatnonzero(bm25 > 0)
-    lexical_best = positive[np.lexsort((positive, -bm25[positive]))][:settings.lexical_depth]
-    extra = [int(r) for r in lexical_best if r < data.ntotal and r not in set(rows.tolist())]
+    extra = lexical_rows_reference(recommender, query, rows)
     all_vectors = recommender.index.vectors()
     unit = 1.0 if settings.doc_norm == 1.0 else float(np.linalg.norm(vector)) * settings.doc_norm
     docs = [((data.reviews.review_id(data.row_review[r]), int(r)), float(s), int(r))

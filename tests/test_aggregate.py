@@ -10,7 +10,8 @@ import pytest
 from recommender import config
 from recommender.aggregate import AGGREGATIONS, Hit, aggregate, best_hit_per_review, group_by_anime
 from recommender.errors import UnknownAggregationError
-from tests.reference import dense_top, fused_reference
+from recommender.lexical import tokenize
+from tests.reference import dense_top, fused_reference, lexical_rows_reference, passage_texts
 
 
 def hits_of(*rows: tuple[int, float]) -> list[Hit]:
@@ -117,15 +118,18 @@ def test_best_hit_per_review_keeps_the_best_chunk_and_renumbers():
 
 
 # ---- the fused hits that the aggregations receive from search -------------------------------------------------
-def test_fuse_matches_a_brute_force_reference(tiny_recommender):
-    rec = tiny_recommender
+@pytest.mark.parametrize("coverage", [0.001, 1.0])
+def test_fuse_matches_a_brute_force_reference(tiny_recommender, coverage):
+    rec = tiny_recommender.with_settings(lexical_coverage=coverage, lexical_rare_share=0.05)
     assert len(rec.data.synopsis_ids) > 0 and rec.settings.lexical_depth > 0
-    query = "a cozy camping trip with friends and food"
+    query = "a cozy camping trip with friends and food, judo and volleyball"
     vector = rec.encoder.encode([query])[0]
     top_n = 40
     fused = rec.hits([query], vector[None, :], top_n, aggregation="soft")[0]
     expected = fused_reference(rec, query, vector, top_n)
     assert rec.data.lexical.scores(query).max() > 0  # the query shares words with the demo corpus
+    extra = lexical_rows_reference(rec, query, dense_top(rec, vector, top_n)[1])
+    assert bool(extra) == (coverage == 1.0)  # lexical retrieval adds rows only when the dense list covers little
 
     assert {(h.review_id, h.row) for h in fused} == set(expected)
     for hit in fused:
@@ -140,18 +144,27 @@ def test_fuse_matches_a_brute_force_reference(tiny_recommender):
                                         abs=1e-4)
 
 
-def test_bm25_retrieves_passages_the_dense_search_missed(tiny_recommender):
-    rec = tiny_recommender
-    query = "volleyball"
+def test_a_rare_word_the_dense_search_missed_is_retrieved_by_bm25(tiny_recommender):
+    rec = tiny_recommender.with_settings(lexical_coverage=1.0, lexical_rare_share=0.05)
+    data = rec.data
+    texts = passage_texts(rec)
+    # A word in a handful of passages (like a name), none of them among the dense top 5 for the query.
+    query = "a story about friendship and growing up"
     vector = rec.encoder.encode([query])[0]
-    _, dense_rows = dense_top(rec, vector, 5)
-    bm25 = rec.data.lexical.scores(query)
-    lexical_rows = {int(r) for r in np.flatnonzero(bm25[:rec.index.ntotal] > 0)} - set(dense_rows.tolist())
-    assert lexical_rows  # the random model does not rank every volleyball passage in its top 5
-    rows = {h.row for h in rec.hits([query], vector[None, :], 5, aggregation="soft")[0]}
-    assert lexical_rows <= rows
+    dense_rows = set(dense_top(rec, vector, 5)[1].tolist())
+    word = next(w for w in ("volleyball", "judo", "bakery", "chess", "camping", "mecha", "jazz")
+                if 0 < sum(w in tokenize(t) for t in texts) <= 0.05 * len(texts)
+                and not any(w in tokenize(data.chunk_text(r)) for r in dense_rows))
+    rows_with_word = {r for r in range(data.ntotal) if word in tokenize(data.chunk_text(r))}
+    asked = f"{query} {word}"
+    vector = rec.encoder.encode([asked])[0]
+    dense_rows = set(dense_top(rec, vector, 5)[1].tolist())
+    if dense_rows & rows_with_word:
+        pytest.skip(f"the random model happens to rank a {word!r} passage in its top 5")
+    found = {h.row for h in rec.hits([asked], vector[None, :], 5, aggregation="soft")[0]}
+    assert rows_with_word & found  # BM25 brought the rare word's passages in
     off = rec.with_settings(lexical_depth=0)
-    assert not lexical_rows & {h.row for h in off.hits([query], vector[None, :], 5, aggregation="soft")[0]}
+    assert not rows_with_word & {h.row for h in off.hits([asked], vector[None, :], 5, aggregation="soft")[0]}
 
 
 def test_fuse_is_the_identity_when_every_lever_is_off(tiny_recommender):

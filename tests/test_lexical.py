@@ -26,10 +26,19 @@ def lexical() -> LexicalIndex:
     return LexicalIndex.build(PASSAGES)
 
 
+def test_lucene_variant_equals_bm25s_too():
+    ours = LexicalIndex.build(PASSAGES, method="lucene")
+    reference = bm25s.BM25(method="lucene", idf_method="lucene")
+    reference.index([tokenize(p) for p in PASSAGES], show_progress=False)
+    assert ours.scores("rival pirates") == pytest.approx(reference.get_scores(tokenize("rival pirates")), abs=1e-5)
+    with pytest.raises(ValueError, match="unknown BM25 method"):
+        LexicalIndex.build(PASSAGES, method="bm25x")
+
+
 @pytest.mark.parametrize("query", ["Franchouchou", "rival students", "zombie idol pirates", "the of", "nothing here",
                                    "rival rival rival"])
 def test_scores_equal_bm25s_own_indexer(lexical, query):
-    reference = bm25s.BM25()
+    reference = bm25s.BM25(method="robertson", idf_method="robertson")
     reference.index([tokenize(p) for p in PASSAGES], show_progress=False)
     terms = tokenize(query)
     known = reference.get_tokens_ids(terms) if terms else []
