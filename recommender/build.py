@@ -48,6 +48,19 @@ SYNOPSIS_IDS = "synopsis_vectors.ids.npy"
 _SYNOPSIS_CREDIT = re.compile(r"\s*[\[(](?:written by|source)[^\])]*[\])]\s*$", re.IGNORECASE)
 
 
+#: Above this many chunks the default index is approximate: an exact scan of every vector per query
+#: no longer fits the latency budget on 2 cores (benchmarks/scale.py, docs/index_types.md).
+FLAT_MAX_CHUNKS = 200_000
+#: The approximate type used above FLAT_MAX_CHUNKS.
+LARGE_INDEX_TYPE = "sq8"
+
+
+def default_index_type(chunks: int) -> str:
+    """The index type ``build`` uses when none is asked for: exact ``flat`` for small corpora, else
+    :data:`LARGE_INDEX_TYPE`."""
+    return "flat" if chunks <= FLAT_MAX_CHUNKS else LARGE_INDEX_TYPE
+
+
 @dataclass
 class BuildReport:
     """What a build did and how fast."""
@@ -248,7 +261,7 @@ def build_index(
     db: str | Path = config.DEFAULT_DB,
     model: str | None = None,
     out: str | Path | None = None,
-    index_type: str = "flat",
+    index_type: str | None = None,
     *,
     index_params: dict | None = None,
     encoder: Encoder | None = None,
@@ -263,7 +276,7 @@ def build_index(
         db: review store path.
         model: model name or directory (see :func:`recommender.encoder.resolve_model`); ignored with ``encoder``.
         out: index directory; default ``data/index/<model name>``.
-        index_type: see :data:`recommender.index.INDEX_TYPES`.
+        index_type: see :data:`recommender.index.INDEX_TYPES`; None picks by size (:func:`default_index_type`).
         index_params: explicit index knobs (e.g. ``ef_search``, ``nprobe``); None values mean "calibrate".
         encoder: an already loaded encoder (tests, benchmarks).
         batch_size: texts per forward pass.
@@ -298,7 +311,7 @@ def build_index(
     frame = _plan_chunks(work, key, texts, anime_of, encoder, overlap, progress)
     frame["review_pos"] = pd.Index([r.review_id for r in reviews]).get_indexer(frame["review_id"]).astype(np.int64)
     vectors, resumed, embed_seconds = _embed(work, frame, texts, encoder, batch_size, shard_size, progress)
-    index = VectorIndex.build(vectors, index_type,
+    index = VectorIndex.build(vectors, index_type or default_index_type(len(vectors)),
                               **{k: v for k, v in (index_params or {}).items() if v is not None})
     centroids, centroid_ids = anime_centroids(vectors, frame["anime_id"].to_numpy(), encoder.normalize)
     synopsis_vectors, synopsis_ids = embed_synopses(catalog, encoder, batch_size)

@@ -38,7 +38,8 @@ SHARD_SIZE = 2048
 #: Evidence snippets per result and their length.
 EVIDENCE_PER_RESULT = 3
 SNIPPET_CHARS = 320
-QUERY_CACHE_SIZE = 1024
+#: Query embeddings remembered per process (ANIME_SEARCH_QUERY_CACHE=0 turns the cache off, as benchmarks do).
+QUERY_CACHE_SIZE = int(os.environ.get("ANIME_SEARCH_QUERY_CACHE") or 1024)
 
 # ---- aggregation tunables (chosen by `python -m recommender evaluate`; see docs/evaluation.md) ----
 #: Reciprocal-rank fusion constant: larger flattens the difference between rank 1 and rank 20

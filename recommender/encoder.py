@@ -217,6 +217,8 @@ class Encoder:
 
     def encode_query(self, query: str) -> np.ndarray:
         """Embed one query, remembering the last few thousand (repeated queries skip the model)."""
+        if self._cache_size <= 0:
+            return self.encode([query], batch_size=1)[0]
         with self._cache_lock:  # the API serves queries from several threads
             cached = self._query_cache.get(query)
             if cached is not None:
