@@ -20,7 +20,7 @@ from scraping.models import Review
 from scraping.store import Store
 from training import evalcurve, gpl
 from training.config import STAGES, config_from_dict
-from training.gpl import closing_line, run_gpl
+from training.gpl import run_gpl
 from training.models import Hardware
 from training.rundir import RunDir
 
@@ -128,6 +128,8 @@ def test_every_stage_writes_its_output_and_marker(finished):
 
 
 def test_export_guard_keeps_a_model_that_did_not_beat_its_base_out_of_the_models_folder(finished):
+    from training.gpl import closing_line
+
     run, infos = finished
     export = infos[STAGES.index("export")]
     report = infos[STAGES.index("train")]["report"]

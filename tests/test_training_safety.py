@@ -19,7 +19,6 @@ from tests.conftest import write_toml
 from training import gpl
 from training.__main__ import main
 from training.config import STAGES, config_from_dict
-from training.evalcurve import paired_bootstrap, reciprocal_ranks
 from training.models import Hardware
 from training.rundir import RunDir
 
@@ -160,6 +159,8 @@ def test_mirror_restores_finished_stages_and_only_a_completely_copied_checkpoint
 
 # ---- evaluation statistics ------------------------------------------------------------------
 def test_paired_bootstrap_intervals():
+    from training.evalcurve import paired_bootstrap, reciprocal_ranks
+
     rng = np.random.default_rng(0)
     groups = np.repeat(np.arange(40), 5)
     same = rng.random(200)

@@ -249,31 +249,3 @@ def test_run_dir_keeps_partial_work_and_refuses_to_drop_work_of_other_settings(t
     assert not (stage / "shard-00000.parquet").exists() and run_dir.done_info("generate") is None
     empty = run_dir.begin("label", "hash-c", {})  # a stage that never wrote anything restarts freely
     assert run_dir.begin("label", "hash-d", {}) == empty
-
-
-# ---- the notebook ---------------------------------------------------------------------------
-def test_notebook_is_valid_nbformat4_and_only_calls_the_command_lines():
-    import json
-    import shlex
-
-    from training.__main__ import build_parser
-
-    notebook = json.loads((PROJECT / "notebooks" / "retrain_gpl_a100.ipynb").read_text(encoding="utf-8"))
-    assert notebook["nbformat"] == 4 and notebook["cells"]
-    for cell in notebook["cells"]:
-        assert cell["cell_type"] in ("markdown", "code") and isinstance(cell["source"], list)
-        if cell["cell_type"] == "code":
-            assert cell["outputs"] == [] and "execution_count" in cell
-    code = "\n".join("".join(cell["source"]) for cell in notebook["cells"] if cell["cell_type"] == "code")
-    assert "def " not in code and "class " not in code  # no logic of its own
-    assert "pip install -q -e \".[train,gpu]\"" in code
-    commands = [line.strip()[1:] for line in code.splitlines() if line.strip().startswith("!python -m training")]
-    stages = []
-    for command in commands:
-        argv = shlex.split(command.replace("{CONFIG}", "configs/gpl-full.toml").replace("{DATA}", "data")
-                           .replace("{RUN}", "run"))[3:]
-        args = build_parser().parse_args(argv)  # every call is one the CLI accepts
-        if args.command == "gpl":
-            stages.append(args.stage)
-    assert stages == list(STAGES)
-    assert "python -m recommender build --model" in code
