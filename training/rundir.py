@@ -6,10 +6,10 @@ Layout of ``data/gpl/<run>/``::
     overrides.json         command-line overrides (--max-steps, --sample) that later invocations reuse
     corpus/  passages.parquet eval_reviews.parquet DONE.json
     generate/ shards/shard-00000.parquet …  queries.parquet DONE.json
-    mine/    cache/ retriever-0.parquet …  negatives.parquet DONE.json
+    mine/    cache/retriever-<i>/ retriever-<i>.parquet …  negatives.parquet DONE.json
     label/   shards/ …  triplets.parquet DONE.json
-    train/   checkpoints/ best/ eval_curve.csv eval_curve.png DONE.json
-    export/  DONE.json     (the model itself goes to data/models/<name>/)
+    train/   checkpoints/ best/ eval_curve.csv eval_curve.png report.json DONE.json
+    export/  DONE.json  model/ (only when held back: a published model goes to data/models/<name>/)
 
 A stage whose ``DONE.json`` holds the current hash is skipped. Finished or partial work of a
 stage made with other settings is never deleted silently: :meth:`RunDir.begin` refuses, naming
