@@ -102,6 +102,20 @@ def test_force_export_publishes_a_model_the_guard_held_back(tmp_path, fake_stage
     assert "published to" in capsys.readouterr().out.splitlines()[-1]
 
 
+def test_a_fresh_machine_resumes_from_the_mirror_without_redoing_finished_stages(tmp_path, fake_stages):
+    import shutil
+
+    config = _config(tmp_path)
+    mirror = tmp_path / "drive"
+    assert _gpl(config, "--mirror", str(mirror), "--stage", "label") == 0
+    assert (mirror / "label" / "DONE.json").exists() and (mirror / "config.json").exists()
+    shutil.rmtree(tmp_path / "run")  # the VM is gone, its local disk with it
+    fake_stages.clear()
+    assert _gpl(config, "--mirror", str(mirror)) == 0
+    assert fake_stages == ["train", "export"]  # corpus … label came back from the mirror
+    assert (tmp_path / "run" / "generate" / "work.txt").exists() and (mirror / "export" / "DONE.json").exists()
+
+
 def test_shard_sizes_are_settings_of_their_stage():
     base = config_from_dict({})
     for section in ("generate", "label"):
