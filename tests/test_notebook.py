@@ -76,7 +76,7 @@ def notebook_problems(notebook: dict) -> list[str]:
         problems.append("no cell installs the project with its gpu and train extras")
     if stages != list(STAGES):
         problems.append(f"the gpl cells run stages {stages}, not {list(STAGES)} in order")
-    if any(not call.mirror for call in gpl_calls):
+    if any(not getattr(call, "mirror", None) for call in gpl_calls):
         problems.append("a gpl cell runs without --mirror: a disconnect would lose its work")
     if not re.search(r"!python -m scraping (import|crawl) ", everything):
         problems.append("no cell fills the review store (import or crawl)")
