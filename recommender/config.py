@@ -20,6 +20,13 @@ SHARED_RECS = PROJECT_ROOT.parent / "shared" / "data" / "recs.jsonl"
 FALLBACK_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 #: The model a user with internet gets by name.
 TASB_MODEL = "sebastian-hofstaetter/distilbert-dot-tas_b-b256-msmarco"
+#: (pooling, similarity) of models published without complete sentence-transformers settings: loaded
+#: by name, sentence-transformers would give them mean pooling and cosine (the reference system's mistake).
+#: Settings a model's own files state (modules.json, config_sentence_transformers.json) always win.
+KNOWN_MODEL_SETTINGS = {
+    TASB_MODEL: ("cls", "dot"),
+    "sentence-transformers/msmarco-distilbert-base-tas-b": ("cls", "dot"),
+}
 
 #: How many review chunks the query retrieves before aggregation (the reference console used 1500, its web 500).
 DEFAULT_TOP_N = 500

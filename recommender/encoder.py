@@ -7,6 +7,7 @@ model's own pooling and similarity, and records what the index manifest needs.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import threading
@@ -41,11 +42,24 @@ def is_model_dir(path: Path) -> bool:
 
 
 def newest_adapted_model(models_dir: Path | None = None) -> Path | None:
-    """The most recently written model directory under ``data/models/``, or None."""
+    """The most recently written model under ``data/models/`` whose GPL record shows it beat its base model, or None.
+
+    ``python -m training gpl`` writes ``gpl_run.json`` beside every exported model; only one
+    whose ``beats_base`` is true (the adapted model was better than the base on held-out
+    queries by more than the noise) becomes the default. Any other model there is used only
+    when named with ``--model``.
+    """
     models_dir = models_dir or config.MODELS_DIR
     if not models_dir.is_dir():
         return None
-    candidates = [p for p in models_dir.iterdir() if (p / "modules.json").exists()]
+    candidates = []
+    for path in models_dir.iterdir():
+        try:
+            record = json.loads((path / "gpl_run.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if (path / "modules.json").exists() and isinstance(record, dict) and record.get("beats_base") is True:
+            candidates.append(path)
     return max(candidates, key=lambda p: (p / "modules.json").stat().st_mtime, default=None)
 
 
@@ -78,6 +92,47 @@ def resolve_model(name_or_dir: str | os.PathLike | None = None) -> str:
     if path.is_absolute() or text.startswith((".", "~")) or path.exists() or text.count("/") > 1:
         raise ModelNotFoundError(f"model directory not found or not a model: {text}")
     return text
+
+
+def set_pooling(model, mode: str) -> bool:
+    """Replace a SentenceTransformer's pooling layer by one of ``mode`` (``cls``, ``mean``, ``max``).
+
+    Returns:
+        False when the model has no pooling layer.
+    """
+    from sentence_transformers.sentence_transformer.modules import Pooling
+
+    for key, module in model._modules.items():
+        if type(module).__name__ == "Pooling":
+            if getattr(module, "pooling_mode", None) != mode:
+                model._modules[key] = Pooling(module.get_embedding_dimension(), mode)
+            return True
+    return False
+
+
+def apply_known_settings(model, name: str, resolved: str) -> None:
+    """Give a model published without sentence-transformers settings the pooling and similarity it was trained with.
+
+    What a model's own files state wins: its ``modules.json`` pooling, its saved
+    ``similarity_fn_name``. Only what is missing comes from ``config.KNOWN_MODEL_SETTINGS``
+    (TAS-B: CLS pooling, dot product), found by hub name, by a hub cache folder
+    (``models--org--name``) or by a folder named like the hub model: loaded by name or from a
+    folder, TAS-B is then the same model.
+    """
+    from sentence_transformers.util import is_sentence_transformer_model
+
+    names = {name, resolved, Path(resolved).name}
+    names.update(part[len("models--"):].replace("--", "/") for part in Path(resolved).parts
+                 if part.startswith("models--"))
+    known = next((v for k, v in config.KNOWN_MODEL_SETTINGS.items() if k in names or k.split("/")[-1] in names),
+                 None)
+    if known is None:
+        return
+    pooling, similarity = known
+    if not is_sentence_transformer_model(resolved, local_files_only=True):  # sentence-transformers made up a mean
+        set_pooling(model, pooling)
+    if getattr(model, "_similarity_fn_name", None) is None:
+        model.similarity_fn_name = similarity
 
 
 def _weights_sha256(model) -> str:
@@ -146,6 +201,7 @@ class Encoder:
 
             hf_logging.disable_progress_bar()  # a per-load "Loading weights" bar is noise in a CLI or a log
             model = SentenceTransformer(resolved, device=device, local_files_only=local)
+            apply_known_settings(model, str(name_or_dir or resolved), resolved)
         except Exception as exc:  # the hub client raises many types; all mean "cannot load"
             raise ModelNotFoundError(f"cannot load model {resolved!r}: {exc.__class__.__name__}: {exc}") from exc
         name = str(name_or_dir) if name_or_dir and not local else _display_name(resolved)

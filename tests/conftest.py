@@ -138,3 +138,25 @@ def shared_data() -> Path:
     if not (SHARED_DATA / "reviews.jsonl").exists():
         pytest.skip(f"shared MAL test data not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+def toml_text(data: dict) -> str:
+    """A TOML document of scalars, lists and one level of tables (what run configs use)."""
+    import json
+
+    def value(v):
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, list | tuple):
+            return "[" + ", ".join(value(x) for x in v) + "]"
+        return json.dumps(v)  # strings and numbers are spelled the same in TOML
+
+    top = [f"{k} = {value(v)}" for k, v in data.items() if not isinstance(v, dict)]
+    tables = [f"\n[{k}]\n" + "\n".join(f"{kk} = {value(vv)}" for kk, vv in v.items())
+              for k, v in data.items() if isinstance(v, dict)]
+    return "\n".join(top) + "\n" + "\n".join(tables) + "\n"
+
+
+def write_toml(path: Path, data: dict) -> Path:
+    path.write_text(toml_text(data), encoding="utf-8")
+    return path

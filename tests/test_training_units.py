@@ -15,7 +15,7 @@ from training.corpus import build_corpus, choose_eval_reviews, dedupe_passages, 
 from training.errors import ConfigError
 from training.evalcurve import best_row, curve_table, plot_curve, read_curve, write_curve
 from training.gpl import interleave_negatives, latest_checkpoint, training_rows
-from training.rundir import RunDir
+from training.rundir import RunDir, SettingsChangedError
 
 PROJECT = Path(__file__).resolve().parents[1]
 
@@ -123,16 +123,22 @@ def _reviews():
     return out
 
 
-def test_eval_reviews_are_whole_anime_groups_and_deterministic():
+def test_eval_reviews_are_whole_anime_groups_with_queries_documents_and_two_splits():
     pairs = [(r.review_id, r.anime_id) for r in _reviews()]
-    chosen = choose_eval_reviews(pairs, total=7, per_anime=3, seed=5)
-    assert chosen == choose_eval_reviews(pairs, total=7, per_anime=3, seed=5)
-    assert 2 <= len(chosen) <= 7
+    chosen = choose_eval_reviews(pairs, total=11, per_anime=4, seed=5)
+    assert chosen == choose_eval_reviews(pairs, total=11, per_anime=4, seed=5)
+    assert 4 <= len(chosen) <= 11
     anime_of = dict(pairs)
-    per_anime = pd.Series([anime_of[r] for r in chosen]).value_counts()
-    assert per_anime.max() <= 3 and per_anime.min() >= 2  # groups, not scattered singles
-    assert 1 not in per_anime.index  # an anime with one review cannot be a known-item answer
-    assert choose_eval_reviews(pairs, total=0, per_anime=3, seed=5) == set()
+    frame = pd.DataFrame([(anime_of[r], role, split) for r, (role, split) in chosen.items()],
+                         columns=["anime", "role", "split"])
+    per_anime = frame.groupby("anime")
+    assert per_anime.size().max() <= 4 and per_anime.size().min() >= 2  # groups, not scattered singles
+    assert 1 not in per_anime.groups  # an anime with one review cannot be a known-item answer
+    for _, group in per_anime:  # every anime asks at least one query and answers with at least one document
+        assert set(group["role"]) == {"query", "document"} and group["split"].nunique() == 1
+    splits = frame.groupby("split")["anime"].agg(set)
+    assert set(splits.index) == {"selection", "report"} and not splits["selection"] & splits["report"]
+    assert choose_eval_reviews(pairs, total=0, per_anime=3, seed=5) == {}
 
 
 def test_dedupe_and_sample():
@@ -157,8 +163,11 @@ def test_build_corpus_cuts_passages_like_the_index():
     settings = CorpusConfig(eval_reviews=4, eval_per_anime=2, sample=0)
     built = build_corpus(reviews, _word_offsets, tokens_per_chunk=6, corpus=settings, seed=1, overlap=2)
     held = set(built.eval_reviews["review_id"])
-    assert len(held) == 4 and not held & set(built.passages["review_id"])
-    train = [r for r in reviews if r.review_id not in held]
+    held_anime = set(built.eval_reviews["anime_id"])
+    assert len(held) == 4 and built.held_out_anime == len(held_anime) == 2
+    # Held-out anime are out of training whole: none of their reviews is a passage, chosen for evaluation or not.
+    assert not held_anime & set(built.passages["anime_id"])
+    train = [r for r in reviews if r.anime_id not in held_anime]
     expected = [(c.review_id, r.text[c.start:c.end].strip())
                 for r in train for c in chunk_reviews([(r.review_id, r.anime_id, r.text)], _word_offsets, 6, 2)]
     expected = [e for i, e in enumerate(expected) if e[1] not in {x[1] for x in expected[:i]}]
@@ -219,43 +228,24 @@ def test_curve_round_trip_best_and_plot(tmp_path):
 
 
 # ---- run directory ------------------------------------------------------------------------
-def test_run_dir_keeps_partial_work_of_the_same_settings_only(tmp_path):
+def test_run_dir_keeps_partial_work_and_refuses_to_drop_work_of_other_settings(tmp_path):
     run_dir = RunDir(tmp_path)
-    stage = run_dir.begin("generate", "hash-a")
+    old, new = {"generate.top_p": 0.95, "seed": 1}, {"generate.top_p": 0.9, "seed": 1}
+    stage = run_dir.begin("generate", "hash-a", old)
     (stage / "shard-00000.parquet").write_text("partial")
-    run_dir.begin("generate", "hash-a")  # a resumed run of the same settings keeps its shards
+    run_dir.begin("generate", "hash-a", old)  # a resumed run of the same settings keeps its shards
     assert (stage / "shard-00000.parquet").exists()
     assert not run_dir.is_done("generate", "hash-a")
-    run_dir.finish("generate", "hash-a", {"items": 3})
+    with pytest.raises(SettingsChangedError, match=r"partial work .*generate.top_p: 0.95 -> 0.9"):
+        run_dir.begin("generate", "hash-b", new)  # partial work is work: not dropped silently either
+    run_dir.finish("generate", "hash-a", {"items": 3}, old)
     assert run_dir.is_done("generate", "hash-a") and not run_dir.is_done("generate", "hash-b")
     assert run_dir.done_info("generate")["items"] == 3
-    run_dir.begin("generate", "hash-b")  # other settings: nothing of the old run may leak in
+    with pytest.raises(SettingsChangedError) as refused:
+        run_dir.begin("generate", "hash-b", new)
+    assert "finished work" in str(refused.value) and "--restart-stage" in str(refused.value)
+    assert "\n" not in str(refused.value) and run_dir.is_done("generate", "hash-a")
+    run_dir.begin("generate", "hash-b", new, restart=True)  # asked for: nothing of the old run may leak in
     assert not (stage / "shard-00000.parquet").exists() and run_dir.done_info("generate") is None
-
-
-# ---- the notebook ---------------------------------------------------------------------------
-def test_notebook_is_valid_nbformat4_and_only_calls_the_command_lines():
-    import json
-    import shlex
-
-    from training.__main__ import build_parser
-
-    notebook = json.loads((PROJECT / "notebooks" / "retrain_gpl_a100.ipynb").read_text(encoding="utf-8"))
-    assert notebook["nbformat"] == 4 and notebook["cells"]
-    for cell in notebook["cells"]:
-        assert cell["cell_type"] in ("markdown", "code") and isinstance(cell["source"], list)
-        if cell["cell_type"] == "code":
-            assert cell["outputs"] == [] and "execution_count" in cell
-    code = "\n".join("".join(cell["source"]) for cell in notebook["cells"] if cell["cell_type"] == "code")
-    assert "def " not in code and "class " not in code  # no logic of its own
-    assert "pip install -q -e \".[train,gpu]\"" in code
-    commands = [line.strip()[1:] for line in code.splitlines() if line.strip().startswith("!python -m training")]
-    stages = []
-    for command in commands:
-        argv = shlex.split(command.replace("{CONFIG}", "configs/gpl-full.toml").replace("{DATA}", "data")
-                           .replace("{RUN}", "run"))[3:]
-        args = build_parser().parse_args(argv)  # every call is one the CLI accepts
-        if args.command == "gpl":
-            stages.append(args.stage)
-    assert stages == list(STAGES)
-    assert "python -m recommender build --model" in code
+    empty = run_dir.begin("label", "hash-c", {})  # a stage that never wrote anything restarts freely
+    assert run_dir.begin("label", "hash-d", {}) == empty

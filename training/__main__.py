@@ -17,32 +17,46 @@ EXIT_BAD_INPUT = 2
 EXIT_FAILURE = 1
 
 
-def cmd_gpl(args: argparse.Namespace) -> int:
-    from training.config import load_config
-    from training.gpl import run_gpl
+#: Command-line settings that are stored with the run (``overrides.json``) and reused by later invocations.
+OVERRIDE_FLAGS = {"max_steps": "--max-steps", "sample": "--sample"}
 
-    run = load_config(args.config).with_overrides(max_steps=args.max_steps, sample=args.sample)
-    infos = run_gpl(run, until=args.stage, progress=not args.quiet, device=args.device)
-    if args.json:
-        print(json.dumps(infos, indent=2, default=str))
+
+def cmd_gpl(args: argparse.Namespace) -> int:
+    from training import dist
+    from training.config import load_config
+    from training.gpl import closing_line, run_gpl
+    from training.rundir import RunDir
+
+    run = load_config(args.config)
+    # Overrides given once stay in force: a later `--stage export` without --max-steps must not see
+    # "other settings" in the train stage (and must not redo it).
+    stored = RunDir(run.run_dir).overrides()
+    given = {key: getattr(args, key) for key in OVERRIDE_FLAGS if getattr(args, key) is not None}
+    overrides = {key: value for key, value in {**stored, **given}.items() if key in OVERRIDE_FLAGS}
+    main_rank = dist.from_env().is_main
+    reused = {key: value for key, value in overrides.items() if key not in given}
+    if reused and main_rank:
+        print("using the overrides stored with this run: "
+              + " ".join(f"{OVERRIDE_FLAGS[key]} {value}" for key, value in reused.items()), file=sys.stderr)
+    run = run.with_overrides(**overrides)
+    infos = run_gpl(run, until=args.stage, progress=not args.quiet, device=args.device, restart=args.restart_stage,
+                    force_export=args.force_export, mirror=args.mirror, overrides=overrides)
+    if main_rank:
+        if args.json:
+            print(json.dumps(infos, indent=2, default=str))
+        print(closing_line(run, infos), flush=True)
     return 0
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from recommender.encoder import Encoder
     from scraping.store import Store
-    from training.config import KNOWN_BASE_MODELS
     from training.corpus import choose_eval_reviews
     from training.evalcurve import evaluate_model
-    from training.models import set_pooling
 
-    encoder = Encoder.load(args.model, device=args.device)
-    if args.model in KNOWN_BASE_MODELS:
-        # Published without a sentence-transformers config: loaded by name it gets mean pooling and
-        # cosine, which is not how it was trained (TAS-B: CLS + dot product).
-        pooling, similarity = KNOWN_BASE_MODELS[args.model]
-        set_pooling(encoder.model, pooling)
-        encoder.model.similarity_fn_name = similarity
+    encoder = Encoder.load(args.model, device=args.device)  # TAS-B by name gets its own CLS pooling and dot product
+    if args.max_seq_length:
+        encoder.model.max_seq_length = args.max_seq_length
     with Store.open(args.db, create=False) as store:
         reviews = [r for r in store.iter_reviews() if r.text and r.text.strip()]
     if args.max_reviews:
@@ -52,11 +66,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
     metrics = evaluate_model(encoder.model, reviews, max_queries=args.max_queries, seed=args.seed,
                              name=encoder.name)
     result = {"model": encoder.name, "path": encoder.path, "similarity": encoder.similarity,
-              "reviews": len(reviews), **metrics}
+              "pooling": encoder.pooling, "max_seq_length": encoder.max_seq_length, "reviews": len(reviews), **metrics}
     if args.json:
         print(json.dumps(result))
     else:
-        print(f"{encoder.name} ({encoder.similarity}) on {len(reviews)} reviews, {metrics['queries']} queries: "
+        print(f"{encoder.name} ({encoder.pooling}, {encoder.similarity}, {encoder.max_seq_length} tokens) on "
+              f"{len(reviews)} reviews, {metrics['queries']} queries: "
               f"hit@1 {metrics['hit@1']:.3f}  hit@10 {metrics['hit@10']:.3f}  MRR@10 {metrics['mrr@10']:.3f}  "
               f"macro MRR@10 {metrics['macro_mrr@10']:.3f}")
     return 0
@@ -78,9 +93,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("gpl", help="run the GPL stages (finished ones are skipped, killed ones resume)")
     p.add_argument("--config", required=True, help="run configuration (TOML), e.g. configs/gpl-full.toml")
     p.add_argument("--stage", choices=STAGES, help="run up to and including this stage (default: all)")
-    p.add_argument("--max-steps", type=int, help="override train.steps")
-    p.add_argument("--sample", type=int, help="override corpus.sample (at most N passages; 0 = all)")
+    p.add_argument("--max-steps", type=int, help="override train.steps (kept for later invocations of this run)")
+    p.add_argument("--sample", type=int,
+                   help="override corpus.sample: at most N passages, 0 = all (kept for later invocations of this run)")
     p.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available")
+    p.add_argument("--restart-stage", action="store_true",
+                   help="redo stages whose finished or partial work was made with other settings (they refuse "
+                        "otherwise, naming the settings that differ)")
+    p.add_argument("--force-export", action="store_true",
+                   help="publish the model to export.dir even if it did not beat the base model beyond noise")
+    p.add_argument("--mirror", metavar="DIR",
+                   help="copy each finished stage and the best checkpoint to DIR (e.g. Google Drive), and restore "
+                        "from it what the run directory lacks")
     p.add_argument("--json", action="store_true", help="print the stages' done-markers as JSON at the end")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_gpl)
@@ -92,6 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="evaluate on a sample of this many reviews, whole anime at a time (default: all)")
     p.add_argument("--per-anime", type=int, default=20, help="reviews per anime in that sample")
     p.add_argument("--max-queries", type=int, default=200, help="known-item queries (default %(default)s)")
+    p.add_argument("--max-seq-length", type=int, default=0,
+                   help="tokens the model reads (default: its own); compare two models at the same length")
     p.add_argument("--seed", type=int, default=rconfig.EVAL_SEED, help="split and sample seed")
     p.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -108,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    for name in ("max_steps", "sample", "max_reviews", "max_queries"):
+    for name in ("max_steps", "sample", "max_reviews", "max_queries", "max_seq_length"):
         value = getattr(args, name, None)
         if value is not None and value < 0:
             parser.error(f"--{name.replace('_', '-')} must not be negative")

@@ -30,12 +30,9 @@ SIMILARITIES = ("auto", "dot", "cosine")
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 STAGES = ("corpus", "generate", "mine", "label", "train", "export")
 
-#: Base models published without a sentence-transformers config: loading them by name would give
-#: mean pooling and cosine, the reference system's mistake. What they were trained with instead:
-KNOWN_BASE_MODELS = {
-    rconfig.TASB_MODEL: ("cls", "dot"),
-    "sentence-transformers/msmarco-distilbert-base-tas-b": ("cls", "dot"),
-}
+#: Base models published without (complete) sentence-transformers settings, and what they were trained
+#: with: one table for training and for ``recommender.encoder`` (see ``recommender.config``).
+KNOWN_BASE_MODELS = rconfig.KNOWN_MODEL_SETTINGS
 
 
 @dataclass(frozen=True)
@@ -47,8 +44,8 @@ class CorpusConfig:
     sources: tuple[str, ...] = ()       # only reviews from these sources, e.g. "mal" (empty: all)
     min_chars: int = 100                # skip reviews shorter than this
     sample: int = 0                     # at most this many passages, a deterministic sample by seed (0: all)
-    eval_reviews: int = 2000            # reviews kept out of training for the known-item evaluation (0: none)
-    eval_per_anime: int = 20            # at most this many of them per anime (known-item needs several per anime)
+    eval_reviews: int = 4000            # reviews of whole held-out anime used for the known-item evaluation (0: none)
+    eval_per_anime: int = 20            # at most this many of each held-out anime (half become queries)
 
 
 @dataclass(frozen=True)
@@ -106,7 +103,7 @@ class TrainConfig:
     max_seq_length: int = 350           # also the exported model's, hence the index's chunk length
     precision: str = "auto"             # auto = bf16 on a GPU that has it, else fp16 on GPU, fp32 on CPU
     eval_every: int = 1000              # steps between known-item evaluations (and checkpoints)
-    eval_queries: int = 200             # known-item queries per evaluation
+    eval_queries: int = 0               # cap on the selection queries asked at each evaluation (0: all of them)
     keep_checkpoints: int = 2           # newest checkpoints kept besides the best
 
 
@@ -159,18 +156,23 @@ class RunConfig:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-    def stage_hash(self, stage: str) -> str:
-        """Hash of every setting that shapes ``stage``'s output, including those of the stages before it.
+    def stage_settings(self, stage: str) -> dict[str, Any]:
+        """Every setting that shapes ``stage``'s output, including those of the stages before it, as flat keys.
 
         Changing the number of training steps therefore keeps the generated queries, while
-        changing the generator redoes generation and everything after it.
+        changing the generator redoes generation and everything after it. Shard sizes are
+        settings: each shard has its own random seed, so they shape what is generated.
         """
         if stage not in STAGES:
             raise ValueError(f"unknown stage {stage!r}")
         parts: dict[str, Any] = {"seed": self.seed}
         for name in STAGES[: STAGES.index(stage) + 1]:
-            parts.update(_STAGE_KEYS[name](self))
-        text = json.dumps(parts, sort_keys=True, default=str)
+            parts.update(_flatten(json.loads(json.dumps(_STAGE_KEYS[name](self), default=str))))
+        return parts
+
+    def stage_hash(self, stage: str) -> str:
+        """Hash of :meth:`stage_settings`: what a stage's done-marker records."""
+        text = json.dumps(self.stage_settings(stage), sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def with_overrides(self, *, max_steps: int | None = None, sample: int | None = None) -> RunConfig:
@@ -185,17 +187,35 @@ class RunConfig:
         return run
 
 
+def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def settings_diff(old: dict[str, Any], new: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """``{key: (old, new)}`` for every setting that differs (a missing key shows as None)."""
+    return {key: (old.get(key), new.get(key)) for key in sorted(set(old) | set(new)) if old.get(key) != new.get(key)}
+
+
+# Keys are dotted like the TOML file, so a refusal names the setting the way the user wrote it.
 _STAGE_KEYS = {
-    "corpus": lambda c: {"corpus": asdict(c.corpus), "tokenizer": c.models.base,
-                         "max_seq_length": c.train.max_seq_length},
-    "generate": lambda c: {"generator": c.models.generator, "generate": {
-        k: v for k, v in asdict(c.generate).items() if k not in ("batch_size", "save_every")}},
-    "mine": lambda c: {"retrievers": list(c.models.retrievers), "mine": {
+    "corpus": lambda c: {"corpus": asdict(c.corpus), "models": {"base": c.models.base},
+                         "train": {"max_seq_length": c.train.max_seq_length}},
+    "generate": lambda c: {"models": {"generator": c.models.generator}, "generate": {
+        k: v for k, v in asdict(c.generate).items() if k != "batch_size"}},
+    "mine": lambda c: {"models": {"retrievers": list(c.models.retrievers)}, "mine": {
         k: v for k, v in asdict(c.mine).items() if k != "batch_size"}},
-    "label": lambda c: {"cross_encoder": c.models.cross_encoder},
-    "train": lambda c: {"base": c.models.base, "pooling": c.models.pooling, "similarity": c.models.similarity,
+    "label": lambda c: {"models": {"cross_encoder": c.models.cross_encoder},
+                        "label": {"save_every": c.label.save_every}},
+    "train": lambda c: {"models": {"base": c.models.base, "pooling": c.models.pooling,
+                                   "similarity": c.models.similarity},
                         "train": {k: v for k, v in asdict(c.train).items() if k != "keep_checkpoints"}},
-    "export": lambda c: {"export_name": c.model_name},
+    "export": lambda c: {"export": {"name": c.model_name}},
 }
 
 _SECTIONS = {
@@ -347,7 +367,7 @@ def validate(run: RunConfig) -> None:
     _check_int("train.max_seq_length", t.max_seq_length, minimum=16, maximum=8192)
     _check_str("train.precision", t.precision, PRECISIONS)
     _check_int("train.eval_every", t.eval_every, minimum=1)
-    _check_int("train.eval_queries", t.eval_queries, minimum=1)
+    _check_int("train.eval_queries", t.eval_queries, minimum=0)
     _check_int("train.keep_checkpoints", t.keep_checkpoints, minimum=1)
 
     _check_str("export.name", run.export.name, allow_empty=True)

@@ -2,8 +2,8 @@
 
 The index embeds overlapping token windows of each review (``recommender.chunking``); GPL
 writes queries for the same windows, so the model is adapted on the very passages it will
-later embed. A small set of reviews, whole anime at a time, is kept out of training for the
-known-item evaluation (see :func:`choose_eval_reviews`).
+later embed. Some anime are held out of training altogether for the known-item evaluation:
+none of their reviews becomes a passage (see :func:`choose_eval_reviews`).
 """
 
 from __future__ import annotations
@@ -23,6 +23,11 @@ from training.config import CorpusConfig
 
 PASSAGE_COLUMNS = ["passage_id", "review_id", "anime_id", "chunk_no", "text"]
 REVIEW_COLUMNS = ["review_id", "anime_id", "anime_title", "text"]
+EVAL_COLUMNS = [*REVIEW_COLUMNS, "role", "split"]
+#: An evaluation review is a known-item ``query`` or a ``document`` the queries search; its anime
+#: belongs to the ``selection`` set (which picks the checkpoint) or the ``report`` set (before/after).
+ROLES = ("query", "document")
+SPLITS = ("selection", "report")
 
 
 @dataclass
@@ -30,10 +35,11 @@ class Corpus:
     """Training passages and the evaluation reviews kept out of them."""
 
     passages: pd.DataFrame        # PASSAGE_COLUMNS
-    eval_reviews: pd.DataFrame    # REVIEW_COLUMNS
+    eval_reviews: pd.DataFrame    # EVAL_COLUMNS
     reviews_used: int             # reviews that produced passages
     duplicates_dropped: int       # passages whose text was already seen
     sampled_out: int              # passages dropped by the sample cap
+    held_out_anime: int           # anime none of whose reviews is a training passage
 
 
 def keep_review(review: Review, corpus: CorpusConfig) -> bool:
@@ -43,13 +49,18 @@ def keep_review(review: Review, corpus: CorpusConfig) -> bool:
     return not corpus.sources or review.source in corpus.sources
 
 
-def choose_eval_reviews(reviews: Iterable[tuple[str, int]], total: int, per_anime: int, seed: int) -> set[str]:
-    """Review ids kept out of training for evaluation: whole groups of up to ``per_anime`` reviews of one anime.
+def choose_eval_reviews(reviews: Iterable[tuple[str, int]], total: int, per_anime: int,
+                        seed: int) -> dict[str, tuple[str, str]]:
+    """The evaluation reviews: ``review_id -> (role, split)``, up to ``per_anime`` of each held-out anime.
 
-    Known-item evaluation asks held-out reviews of an anime to find the anime among the
-    others' reviews, so the sample takes several reviews of fewer anime rather than a
-    scatter of single reviews. Anime are visited in an order fixed by ``seed``; only anime
-    with at least two reviews qualify.
+    Known-item evaluation asks a held-out review of an anime to find that anime among other
+    reviews, so the sample takes several reviews of fewer anime rather than a scatter of
+    single reviews. Anime are visited in an order fixed by ``seed`` until ``total`` reviews are
+    taken; only anime with at least two reviews qualify. Of each anime's chosen reviews, half
+    (at least one) are queries and the rest documents. Anime alternate between the
+    ``selection`` and the ``report`` split, so the queries that pick the checkpoint and the
+    ones that report before/after never share an anime. The caller keeps every review of the
+    chosen anime out of training, not only the chosen ones.
 
     Args:
         reviews: ``(review_id, anime_id)`` pairs.
@@ -58,21 +69,24 @@ def choose_eval_reviews(reviews: Iterable[tuple[str, int]], total: int, per_anim
         seed: fixes the choice.
     """
     if total <= 0:
-        return set()
+        return {}
     by_anime: dict[int, list[str]] = defaultdict(list)
     for review_id, anime_id in reviews:
         by_anime[int(anime_id)].append(str(review_id))
     anime = sorted(a for a, ids in by_anime.items() if len(ids) >= 2)
     rng = random.Random(seed)
     rng.shuffle(anime)
-    chosen: set[str] = set()
-    for anime_id in anime:
+    chosen: dict[str, tuple[str, str]] = {}
+    for position, anime_id in enumerate(anime):
         room = total - len(chosen)
         if room < 2:
             break
         ids = sorted(by_anime[anime_id])
         rng.shuffle(ids)
-        chosen.update(ids[: min(per_anime, room)])
+        taken = ids[: min(per_anime, room)]
+        split = SPLITS[position % 2]
+        queries = len(taken) // 2
+        chosen.update({rid: (ROLES[0] if i < queries else ROLES[1], split) for i, rid in enumerate(taken)})
     return chosen
 
 
@@ -115,7 +129,8 @@ def build_corpus(reviews: Sequence[Review], offsets_of, tokens_per_chunk: int, c
     """
     held = choose_eval_reviews(((r.review_id, r.anime_id) for r in reviews), corpus.eval_reviews,
                                corpus.eval_per_anime, seed)
-    train = [r for r in reviews if r.review_id not in held]
+    held_anime = {int(r.anime_id) for r in reviews if r.review_id in held}
+    train = [r for r in reviews if int(r.anime_id) not in held_anime]
     text_of = {r.review_id: r.text for r in train}
     chunks = chunk_reviews(((r.review_id, r.anime_id, r.text) for r in train), offsets_of, tokens_per_chunk, overlap)
     rows = ((c.review_id, c.anime_id, c.chunk_no, text_of[c.review_id][c.start:c.end].strip()) for c in chunks)
@@ -125,9 +140,9 @@ def build_corpus(reviews: Sequence[Review], offsets_of, tokens_per_chunk: int, c
     passages.insert(0, "passage_id", np.arange(len(passages), dtype=np.int64))
     passages["anime_id"] = passages["anime_id"].astype(np.int64)
     passages["chunk_no"] = passages["chunk_no"].astype(np.int64)
-    evaluation = pd.DataFrame([(r.review_id, r.anime_id, r.anime_title, r.text) for r in reviews
-                               if r.review_id in held], columns=REVIEW_COLUMNS)
-    return Corpus(passages, evaluation, len(train), dropped, len(kept) - len(positions))
+    evaluation = pd.DataFrame([(r.review_id, r.anime_id, r.anime_title, r.text, *held[r.review_id]) for r in reviews
+                               if r.review_id in held], columns=EVAL_COLUMNS)
+    return Corpus(passages, evaluation, len(train), dropped, len(kept) - len(positions), len(held_anime))
 
 
 def reviews_from_frame(frame: pd.DataFrame) -> list[Review]:

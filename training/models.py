@@ -10,7 +10,8 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from recommender.encoder import Encoder, resolve_model
+from recommender.config import usable_cores
+from recommender.encoder import Encoder, resolve_model, set_pooling
 from recommender.errors import ModelNotFoundError
 from training.config import RunConfig
 from training.errors import StageError
@@ -100,8 +101,8 @@ def load_bi_encoder(name: str, run: RunConfig, hw: Hardware, *, for_training: bo
             model.to(hw.dtype)
         return model
     pooling, similarity = run.base_pooling_and_similarity()
-    if pooling != "auto":
-        set_pooling(model, pooling)
+    if pooling != "auto" and not set_pooling(model, pooling):
+        raise StageError(f"{name} has no pooling layer to set to {pooling!r}")
     # An explicit similarity travels with the saved model, so the index never has to guess it.
     model.similarity_fn_name = similarity if similarity != "auto" else Encoder(model, name, path).similarity
     limit = _position_limit(model)
@@ -110,19 +111,6 @@ def load_bi_encoder(name: str, run: RunConfig, hw: Hardware, *, for_training: bo
                          f"{limit} positions")
     model.max_seq_length = run.train.max_seq_length
     return model
-
-
-def set_pooling(model, mode: str) -> None:
-    """Replace a SentenceTransformer's pooling layer by one of ``mode`` (``cls``, ``mean``, ``max``)."""
-    from sentence_transformers.sentence_transformer.modules import Pooling
-
-    for key, module in model._modules.items():
-        if type(module).__name__ == "Pooling":
-            current = getattr(module, "pooling_mode", None)
-            if current != mode:
-                model._modules[key] = Pooling(module.get_embedding_dimension(), mode)
-            return
-    raise StageError("the base model has no pooling layer to set")
 
 
 def _position_limit(model) -> int | None:
@@ -145,16 +133,58 @@ def load_generator(run: RunConfig, hw: Hardware):
     return model.to(hw.device).eval(), tokenizer
 
 
+#: The longest (query, passage) pair the cross-encoder reads, as GPL lets it (the model's own limit, at most this).
+PAIR_TOKENS = 512
+
+
 def load_cross_encoder(run: RunConfig, hw: Hardware):
-    """The cross-encoder that labels the margins, cut at the training length like GPL."""
+    """The cross-encoder that labels the margins.
+
+    GPL cuts the query and the passage to the training length *each* (see
+    :func:`clip_to_tokens`) and lets the pair be as long as the cross-encoder reads, up to
+    512 tokens; a single limit of 350 on the pair would cut the passages' ends off.
+    """
     from sentence_transformers import CrossEncoder
 
     path = resolve_name(run.models.cross_encoder, run)
     try:
-        model = CrossEncoder(path, device=hw.device, max_length=run.train.max_seq_length,
-                             local_files_only=Path(path).is_dir())
+        model = CrossEncoder(path, device=hw.device, local_files_only=Path(path).is_dir())
     except Exception as exc:
         raise _load_failed("cross-encoder", run.models.cross_encoder, exc) from exc
+    limits = [PAIR_TOKENS, _position_limit(model) or PAIR_TOKENS]
+    if isinstance(model.max_seq_length, int) and model.max_seq_length > 0:
+        limits.append(model.max_seq_length)
+    model.max_seq_length = min(limits)
     if hw.device == "cuda" and hw.precision != "fp32":
         model.to(hw.dtype)
     return model
+
+
+def clip_to_tokens(tokenizer, texts: list[str], max_tokens: int) -> list[str]:
+    """Each text cut after its first ``max_tokens`` tokens (special tokens not counted), at the end of a token."""
+    encoded = tokenizer(list(texts), add_special_tokens=False, return_offsets_mapping=True,
+                        return_attention_mask=False, return_token_type_ids=False, truncation=False, verbose=False)
+    return [text if len(spans) <= max_tokens else text[: spans[max_tokens - 1][1]]
+            for text, spans in zip(texts, encoded["offset_mapping"], strict=True)]
+
+
+def dataloader_workers(device: str, cpus: int | None = None, processes: int = 1) -> int:
+    """Tokenizing workers per training process: on a GPU, the cores each process has besides its own, at most 8.
+
+    On the CPU the cores are busy training, so batches are prepared in the main process (0).
+    """
+    if device != "cuda":
+        return 0
+    cpus = usable_cores() if cpus is None else cpus
+    return max(0, min(8, cpus // max(1, processes) - 1))
+
+
+def mining_devices(device: str, gpus: int | None = None) -> list[str] | bool:
+    """What ``mine_hard_negatives(use_multi_process=...)`` gets: every GPU when there are several, else False."""
+    if device != "cuda":
+        return False
+    if gpus is None:
+        import torch
+
+        gpus = torch.cuda.device_count()
+    return [f"cuda:{i}" for i in range(gpus)] if gpus > 1 else False
