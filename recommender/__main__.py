@@ -160,10 +160,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model",
                    help="model name or directory (default: newest under data/models/, else all-MiniLM-L6-v2)")
     p.add_argument("--out", help="index directory (default: data/index/<model name>)")
-    p.add_argument("--index-type", default="flat", choices=("flat", "hnsw", "ivfpq", "sq8"),
-                   help="flat: exact (default; best below ~200k chunks); hnsw: fast graph, ~1.2x flat's memory;"
-                        " sq8: 8-bit codes, 1/4 of the memory; ivfpq: 4-bit PQ codes in RAM, full vectors"
-                        " memory-mapped for re-scoring (see docs/index_types.md)")
+    p.add_argument("--index-type", default=None, choices=("flat", "hnsw", "ivfpq", "sq8"),
+                   help="default: flat up to 200,000 chunks, sq8 above. flat: exact; hnsw: fast graph, ~1.2x"
+                        " flat's memory; sq8: 8-bit codes, 1/4 of the memory; ivfpq: 4-bit PQ codes in RAM, full"
+                        " vectors memory-mapped for re-scoring (see docs/index_types.md)")
     p.add_argument("--ef-search", type=int, help="hnsw: candidate list size (default: calibrated for 98%% recall)")
     p.add_argument("--nprobe", type=int, help="sq8/ivfpq: IVF lists scanned (default: calibrated for 98%% recall)")
     p.add_argument("--batch-size", type=int, default=config.ENCODE_BATCH_SIZE, help="texts per forward pass")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 _SENTENCE_END = re.compile(r"(?<=[.!?…])[\"')\]]*\s+")
 _WORD = re.compile(r"[a-z0-9']+")
@@ -17,6 +18,7 @@ def query_terms(query: str) -> set[str]:
     return {_stem(w) for w in _WORD.findall(query.lower()) if w not in _STOPWORDS and len(w) > 1}
 
 
+@lru_cache(maxsize=1 << 16)
 def _stem(word: str) -> str:
     for suffix in ("ing", "ies", "es", "s", "ed"):
         if len(word) > len(suffix) + 3 and word.endswith(suffix):
@@ -47,7 +49,10 @@ def snippet(text: str, start: int, end: int, query: str, max_chars: int = 320) -
     if not sentences:
         return ""
     terms = query_terms(query)
-    weights = [len(terms & {_stem(w) for w in _WORD.findall(text[a:b].lower())}) for a, b in sentences]
+    if terms:
+        weights = [len(terms.intersection(map(_stem, set(_WORD.findall(text[a:b].lower()))))) for a, b in sentences]
+    else:
+        weights = [0] * len(sentences)
     best, best_key = (0, 0), None
     for i in range(len(sentences)):
         j, total = i, 0

@@ -37,8 +37,12 @@ import math
 import threading
 from pathlib import Path
 
-import faiss
 import numpy as np
+
+try:
+    import faiss
+except ImportError as exc:  # install_requires names no provider: faiss-cpu and faiss-gpu-cu12 clash
+    raise ImportError("faiss is not installed: pip install -e '.[cpu]' (or '.[gpu]' with CUDA 12)") from exc
 
 from recommender import config
 from recommender.errors import IndexMismatchError, IndexNotFoundError, InvalidParameterError
