@@ -6,10 +6,14 @@
 For every corpus and index type it prints one markdown row: build seconds,
 index bytes (the saved file), the heap growth of a fresh process that loads it
 (and after it answered 20 queries; plus the memory-mapped pages it then has
-resident, which the kernel may evict), recall@500 against exact search, and the
-p50/p95 of a whole ``Recommender.search`` call (encode + search + aggregate +
-evidence) on one query at a time with the serving thread count. A PNG lands
-under data/benchmarks/.
+resident, which the kernel may evict), recall@500 against exact search, and
+latency one query at a time with the serving thread count, nothing warmed (the
+first query is in the percentiles and also shown alone). The timed path is
+``e2e`` — a whole ``Recommender.search`` with every default signal (BM25,
+synopses, aggregation, evidence) — on the real index, and ``bare`` — query
+encoding plus one index search — on synthetic corpora, which have no texts.
+The end-to-end numbers at the reference size come from ``benchmarks/scale.py``.
+A PNG lands under data/benchmarks/.
 
 Corpora:
 - synthetic, of each ``--sizes`` at ``--dim``: unit vectors from a clustered
@@ -20,8 +24,7 @@ Corpora:
   Recall uses held-out points of the mixture as queries. For latency, each
   request runs the real encoder on a real-looking query (so its cost is the
   real one) and then searches with a held-out mixture vector, so the search
-  cost is that of an in-distribution query. Reviews, anime (4,000, like the
-  reference) and texts are synthetic, so the BM25 term is off for them.
+  cost is that of an in-distribution query.
 - the real shared index (``--real``, built once with ``python -m recommender build``):
   its chunk vectors re-indexed as each type; recall and latency use the real
   encoded queries and the full search path (synopses, BM25, aggregation).
@@ -48,7 +51,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -78,7 +80,6 @@ from recommender.search import Recommender, set_serving_threads  # noqa: E402
 
 REFERENCE_SIZE = 163_687
 N_ANIME = 4_000
-WARMUP = 3
 
 
 # ---- synthetic corpora --------------------------------------------------------------------------
@@ -122,40 +123,6 @@ class Mixture:
         return vectors, labels
 
 
-def synthetic_tables(labels: np.ndarray) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Chunk and review tables for a synthetic corpus: one review per vector, anime = cluster mod 4,000."""
-    n = len(labels)
-    anime = (labels % N_ANIME + 1).astype(np.int64)
-    review_ids = np.char.add("s", np.arange(n).astype(str)).astype(object)
-    texts = np.full(n, "synthetic review text standing in for a user's opinion of the show", dtype=object)
-    chunks = pd.DataFrame({"chunk_id": np.arange(n, dtype=np.int64), "review_id": review_ids, "anime_id": anime,
-                           "chunk_no": 0, "start": 0, "end": len(texts[0])})
-    reviews = pd.DataFrame({"review_id": review_ids, "anime_id": anime, "username": "", "date": None,
-                            "score": None, "text": texts})
-    return chunks, reviews
-
-
-class MixtureQueryEncoder:
-    """Encodes each query with the real model (its cost is measured) but returns a held-out mixture vector.
-
-    Everything else is delegated to the real encoder.
-    """
-
-    def __init__(self, encoder: Encoder, vectors: np.ndarray) -> None:
-        self._encoder = encoder
-        self._vectors = vectors
-        self._next = 0
-
-    def encode_query(self, query: str) -> np.ndarray:
-        self._encoder.encode([query], batch_size=1)  # the real cost; no query cache
-        vector = self._vectors[self._next % len(self._vectors)]
-        self._next += 1
-        return vector
-
-    def __getattr__(self, name: str):
-        return getattr(self._encoder, name)
-
-
 # ---- random models of real shapes (timing only) ------------------------------------------------
 def random_bert_dir(out: Path, *, hidden: int, layers: int, heads: int, intermediate: int,
                     cross_encoder: bool = False) -> Path:
@@ -187,11 +154,10 @@ class Queries:
 
 
 def latency(recommender: Recommender, queries: list[str], **options) -> dict:
-    """Wall time of whole ``search`` calls, one query at a time, after a few warm-up calls."""
-    for query in queries[:WARMUP]:
-        recommender.search(query, **options)
+    """Wall time of whole ``search`` calls, one query at a time, nothing warmed: the first call is in the
+    percentiles and also reported alone (``first``)."""
     totals, encode, search, rerank = [], [], [], []
-    for query in queries[WARMUP:]:
+    for query in queries:
         start = time.perf_counter()
         response = recommender.search(query, **options)
         totals.append((time.perf_counter() - start) * 1e3)
@@ -199,9 +165,29 @@ def latency(recommender: Recommender, queries: list[str], **options) -> dict:
         search.append(response.timing_ms.get("search", np.nan))
         rerank.append(response.timing_ms.get("rerank", np.nan))
     result = percentiles(totals)
-    result.update(encode_p50=float(np.nanmedian(encode)), search_p50=float(np.nanmedian(search)))
+    result.update(first=totals[0], encode_p50=float(np.nanmedian(encode)), search_p50=float(np.nanmedian(search)),
+                  path="e2e")
     if not np.all(np.isnan(rerank)):
         result["rerank_p50"] = float(np.nanmedian(rerank))
+    return result
+
+
+def bare_latency(encoder: Encoder, index: VectorIndex, texts: list[str], vectors: np.ndarray) -> dict:
+    """Encode a real query, then search the index with an in-distribution vector: the two costs a synthetic
+    corpus can measure honestly (it has no texts for BM25 or evidence). Nothing warmed."""
+    totals, encode, search = [], [], []
+    for text, vector in zip(texts, vectors, strict=False):
+        start = time.perf_counter()
+        encoder.encode([text], batch_size=1)
+        encoded = time.perf_counter()
+        index.search(vector, RECALL_AT)
+        done = time.perf_counter()
+        totals.append((done - start) * 1e3)
+        encode.append((encoded - start) * 1e3)
+        search.append((done - encoded) * 1e3)
+    result = percentiles(totals)
+    result.update(first=totals[0], encode_p50=float(np.median(encode)), search_p50=float(np.median(search)),
+                  path="bare")
     return result
 
 
@@ -252,11 +238,13 @@ class Row:
         return [self.corpus, self.index_type, ", ".join(f"{k}={v}" for k, v in shown.items()) or "-",
                 f"{self.build_s:.1f}", f"{self.index_mib:.0f}", memory,
                 f"{self.recall:.4f}", f"{self.timing['search_p50']:.1f}", f"{self.timing['encode_p50']:.1f}",
-                f"{self.timing['p50']:.1f}", f"{self.timing['p95']:.1f}"]
+                self.timing["path"], f"{self.timing['first']:.1f}", f"{self.timing['p50']:.1f}",
+                f"{self.timing['p95']:.1f}"]
 
 
 HEADERS = ["corpus", "type", "params", "build s", "index MiB", "heap Δ MiB load / +20 q / mapped",
-           f"recall@{RECALL_AT}", "search p50 ms", "encode p50 ms", "e2e p50 ms", "e2e p95 ms"]
+           f"recall@{RECALL_AT}", "search p50 ms", "encode p50 ms", "timed path", "first query ms", "p50 ms",
+           "p95 ms"]
 
 
 def measure_type(corpus: str, vectors: np.ndarray, index_type: str, recall_queries: np.ndarray,
@@ -272,8 +260,9 @@ def measure_type(corpus: str, vectors: np.ndarray, index_type: str, recall_queri
     rss = load_rss(directory, index.index_type, index.params, recall_queries[:20])
     set_serving_threads(ARGS.threads)
     recall = recall_at(exact_rows, index.search(recall_queries, RECALL_AT)[1])
-    recommender = make_recommender(index, directory)
-    timing = latency(recommender, queries)
+    timing = make_recommender(index, directory) if callable(make_recommender) else None
+    if isinstance(timing, Recommender):
+        timing = latency(timing, queries)
     row = Row(corpus, index.index_type, index.params, 0.0 if prebuilt else build.seconds, index_mib, rss, recall,
               timing)
     print(markdown_table(HEADERS, [row.cells()]).splitlines()[-1], flush=True)
@@ -285,10 +274,9 @@ def synthetic_runs(size: int, encoder: Encoder, workdir: Path, queries: Queries)
     with Stopwatch() as made:
         mixture = Mixture(ARGS.dim, clusters=max(1, size // 20), seed=ARGS.seed)
         vectors, labels = mixture.sample(size, seed=ARGS.seed + 1)
-        held_out, _ = mixture.sample(ARGS.recall_queries + ARGS.queries + WARMUP, seed=ARGS.seed + 2)
+        held_out, _ = mixture.sample(ARGS.recall_queries + ARGS.queries, seed=ARGS.seed + 2)
         recall_queries, latency_vectors = held_out[:ARGS.recall_queries], held_out[ARGS.recall_queries:]
         exact_rows = exact_search(recall_queries, vectors, RECALL_AT)[1]
-        chunks, reviews = synthetic_tables(labels)
     print(f"\n{label}: generated with exact top-{RECALL_AT} in {made.seconds:.1f} s ({load_average()})", flush=True)
     rows = []
     for index_type in ARGS.types:
@@ -297,19 +285,14 @@ def synthetic_runs(size: int, encoder: Encoder, workdir: Path, queries: Queries)
                   f"{os.cpu_count()} cores (raise --hnsw-max to include it) |", flush=True)
             continue
 
-        def make(index, directory, vectors_for_queries=latency_vectors):
-            manifest = {"model": {"name": encoder.name}, "similarity": "cosine", "counts": {"chunks": size},
-                        "index": {"type": index.index_type, "params": index.params}}
-            recommender = Recommender(MixtureQueryEncoder(encoder, vectors_for_queries), index, manifest, {},
-                                      chunks, reviews, chunks["chunk_id"].to_numpy(), index_dir=directory)
-            recommender.lexical_weight = 0.0  # synthetic texts: nothing for BM25 to score
-            return recommender
+        texts = queries.take(ARGS.queries)
+
+        def make(index, directory, texts=texts):
+            return bare_latency(encoder, index, texts, latency_vectors)
 
         row, index, directory = measure_type(label, vectors, index_type, recall_queries, exact_rows, make,
-                                             queries.take(ARGS.queries + WARMUP), workdir)
+                                             texts, workdir)
         rows.append(row)
-        if index_type == "flat" and ARGS.compare_threads and size == ARGS.sizes[0]:
-            THREAD_ROWS.extend(thread_comparison(label, make(index, directory), queries))
         shutil.rmtree(directory)
         del index
     return rows
@@ -336,7 +319,7 @@ def real_runs(real: Path, encoder: Encoder, workdir: Path, queries: Queries) -> 
 
         prebuilt = base if index_type == manifest["index"]["type"] == "flat" else None
         row, index, directory = measure_type(label, vectors, index_type, recall_queries, exact_rows, make,
-                                             queries.take(ARGS.queries + WARMUP), workdir, prebuilt)
+                                             queries.take(ARGS.queries), workdir, prebuilt)
         rows.append(row)
         if index_type == "flat":
             recommender = Recommender.load(directory, encoder=encoder, threads=ARGS.threads)
@@ -351,7 +334,7 @@ def thread_comparison(label: str, recommender: Recommender, queries: Queries) ->
     rows = []
     for threads in ARGS.compare_threads:
         set_serving_threads(threads)
-        timing = latency(recommender, queries.take(min(ARGS.queries, 20) + WARMUP))
+        timing = latency(recommender, queries.take(min(ARGS.queries, 20)))
         rows.append([label, "flat", str(threads), f"{timing['encode_p50']:.1f}", f"{timing['search_p50']:.1f}",
                      f"{timing['p50']:.1f}", f"{timing['p95']:.1f}"])
         print(f"  threads={threads}: e2e p50 {timing['p50']:.1f} ms, p95 {timing['p95']:.1f} ms", flush=True)
@@ -368,7 +351,7 @@ def rerank_timing(label: str, recommender: Recommender, queries: Queries, workdi
         return []
     model = random_bert_dir(workdir / "cross-encoder", hidden=384, layers=6, heads=12, intermediate=1536,
                             cross_encoder=True)
-    timing = latency(recommender, queries.take(ARGS.rerank_queries + WARMUP), rerank=str(model))
+    timing = latency(recommender, queries.take(ARGS.rerank_queries), rerank=str(model))
     depth = getattr(config, "RERANK_DEPTH", "?")
     print(f"  rerank (depth {depth}): e2e p50 {timing['p50']:.0f} ms, p95 {timing['p95']:.0f} ms", flush=True)
     return [[label, "flat", str(depth), f"{timing.get('rerank_p50', float('nan')):.0f}",

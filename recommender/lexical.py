@@ -137,6 +137,28 @@ class LexicalIndex:
             return np.zeros(self.size, dtype=np.float32)
         return np.asarray(self._bm25.get_scores_from_ids(term_ids), dtype=np.float32)
 
+    def scores_at(self, term_ids: list[int], positions: np.ndarray) -> np.ndarray:
+        """BM25 score of the passages at ``positions`` only, for a query made of ``term_ids``.
+
+        Each word's postings are sorted by passage, so a binary search finds the
+        candidates' weights without touching the rest: the cost grows with the
+        number of candidates, not with how common the query's words are.
+        """
+        positions = np.asarray(positions, dtype=np.int64)
+        out = np.zeros(len(positions), dtype=np.float32)
+        if not len(positions):
+            return out
+        data, indices, indptr = (self._bm25.scores[k] for k in ("data", "indices", "indptr"))
+        for term_id, repeats in Counter(term_ids).items():
+            lo, hi = int(indptr[term_id]), int(indptr[term_id + 1])
+            if hi == lo:
+                continue
+            docs = indices[lo:hi]
+            where = np.minimum(np.searchsorted(docs, positions), hi - lo - 1)
+            found = docs[where] == positions
+            out[found] += repeats * data[lo:hi][where[found]]
+        return out
+
     def document_frequency(self, term_id: int) -> int:
         """How many passages contain the word."""
         indptr = self._bm25.scores["indptr"]

@@ -8,7 +8,6 @@ import numpy as np
 from recommender.aggregate import Hit
 from recommender.fusion import Candidates, fuse
 from recommender.index_data import Allowed, IndexData
-from recommender.lexical import top_passages
 from recommender.search_config import SearchConfig
 
 
@@ -42,8 +41,8 @@ class Retriever:
         sims, rows = dense
         n_rows, n_syn = data.ntotal, len(data.synopsis_ids)
         use_lexical = data.lexical is not None and (settings.lexical_weight > 0 or settings.lexical_depth > 0)
-        bm25 = data.lexical.scores(query) if use_lexical else None
-        extra_rows = self.lexical_rows(query, rows, allowed, settings) if use_lexical else np.zeros(0, np.int64)
+        term_ids = data.lexical.term_ids(query) if use_lexical else []
+        extra_rows = self.lexical_rows(term_ids, rows, allowed, settings) if term_ids else np.zeros(0, np.int64)
         synopses = np.zeros(0, dtype=np.int64)
         if settings.synopsis_weight > 0 and n_syn:
             synopses = np.flatnonzero(allowed.synopsis_mask(n_syn))
@@ -52,10 +51,10 @@ class Retriever:
             sims, data.index.similarities(vector, extra_rows),
             data.synopsis_vectors[synopses] @ vector if len(synopses) else np.zeros(0, np.float32),
         ])
-        lexical = np.zeros(len(all_rows) + len(synopses), dtype=np.float32)
-        if bm25 is not None:
-            lexical[:len(all_rows)] = bm25[all_rows]
-            lexical[len(all_rows):] = bm25[n_rows + synopses]
+        if term_ids and settings.lexical_weight > 0:
+            lexical = data.lexical.scores_at(term_ids, np.concatenate([all_rows, n_rows + synopses]))
+        else:
+            lexical = np.zeros(len(all_rows) + len(synopses), dtype=np.float32)
         dense_flags = np.zeros(len(lexical), dtype=bool)
         dense_flags[:len(rows)] = True
         return Candidates(
@@ -64,23 +63,29 @@ class Retriever:
             similarity=similarity, lexical=lexical, dense=dense_flags,
         )
 
-    def lexical_rows(self, query: str, dense_rows: np.ndarray, allowed: Allowed, settings: SearchConfig) -> np.ndarray:
+    def lexical_rows(self, term_ids: list[int], dense_rows: np.ndarray, allowed: Allowed,
+                     settings: SearchConfig) -> np.ndarray:
         """Rows BM25 adds: the best passages for the query's rare words that no dense hit contains.
 
         Empty when lexical retrieval is off, when the dense top N covers at least
         ``lexical_coverage`` of the passages, or when every rare word is already in a dense hit.
+        Only the rare words' postings are read (a few hundred passages at most).
         """
         lexical, n_rows = self.data.lexical, self.data.ntotal
         if settings.lexical_depth <= 0 or len(dense_rows) >= settings.lexical_coverage * n_rows:
             return np.zeros(0, dtype=np.int64)
         max_df = max(1.0, settings.lexical_rare_share * lexical.size)
-        missing = [t for t in dict.fromkeys(lexical.term_ids(query))
+        missing = [t for t in dict.fromkeys(term_ids)
                    if lexical.document_frequency(t) <= max_df and not np.isin(lexical.postings(t), dense_rows).any()]
         if not missing:
             return np.zeros(0, dtype=np.int64)
-        mask = allowed.passage_mask(n_rows, len(self.data.synopsis_ids))
-        best = top_passages(lexical.scores_of_terms(missing), settings.lexical_depth, mask)
-        return np.setdiff1d(best[best < n_rows], dense_rows).astype(np.int64)
+        holders = np.unique(np.concatenate([lexical.postings(t) for t in missing]))
+        holders = holders[holders < n_rows]
+        if allowed.rows is not None:
+            holders = holders[allowed.rows.mask[holders]]
+        scores = lexical.scores_at(missing, holders)
+        order = np.lexsort((holders, -scores))[:settings.lexical_depth]
+        return np.setdiff1d(holders[order], dense_rows).astype(np.int64)
 
     def hits(self, candidates: Candidates, order: np.ndarray, scores: np.ndarray) -> list[Hit]:
         """Hits for ``candidates[order]``: ``similarity`` is the ranking score, ``cosine`` the model's similarity."""

@@ -36,10 +36,10 @@ def lexical_rows_reference(recommender, query: str, dense_rows: np.ndarray) -> l
             missing.append(word)
     if not missing:
         return []
-    scores = data.lexical.scores(" ".join(missing))
+    scores = data.lexical.scores(" ".join(missing))[:data.ntotal]
     positive = np.flatnonzero(scores > 0)
     best = positive[np.lexsort((positive, -scores[positive]))][:settings.lexical_depth]
-    return [int(r) for r in best if r < data.ntotal and r not in dense]
+    return [int(r) for r in best if r not in dense]
 
 
 def fused_reference(recommender, query: str, vector: np.ndarray, top_n: int) -> dict[tuple[str, int], float]:

@@ -46,6 +46,16 @@ def test_scores_equal_bm25s_own_indexer(lexical, query):
     assert lexical.scores(query) == pytest.approx(expected, abs=1e-5)
 
 
+def test_scores_at_some_positions_equal_the_full_scores(lexical):
+    for query in ("rival rival students", "Franchouchou zombie", "the of", "unknownword"):
+        full = lexical.scores(query)
+        positions = np.array([7, 0, 5, 2, 5, 3])
+        assert np.array_equal(lexical.scores_at(lexical.term_ids(query), positions), full[positions])
+    assert lexical.scores_at([], np.array([1, 2])).tolist() == [0.0, 0.0]
+    word = lexical.term_ids("franchouchou")[0]
+    assert lexical.document_frequency(word) == 2 and lexical.postings(word).tolist() == [0, 7]
+
+
 def test_save_and_load_round_trip_memory_mapped(lexical, tmp_path):
     lexical.save(tmp_path / "lexical")
     loaded = LexicalIndex.load(tmp_path / "lexical")
