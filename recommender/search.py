@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import time
 from pathlib import Path
 
@@ -33,7 +32,6 @@ from recommender.errors import (
     IndexMismatchError,
     IndexNotFoundError,
     InvalidParameterError,
-    InvalidQueryError,
     UnknownAggregationError,
     UnknownAnimeError,
 )
@@ -42,45 +40,10 @@ from recommender.filters import SearchFilters, labels, matches
 from recommender.index import VectorIndex, set_threads
 from recommender.lexical import LexicalIndex
 from recommender.results import AnimeResult, Evidence, SearchResponse
+from recommender.validation import check_int, clean_query
 from scraping.models import review_url
 
 log = logging.getLogger(__name__)
-
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b-\u200f\u2028\u2029\ufeff\ufffd]")
-
-
-def clean_query(query: object, max_chars: int = config.MAX_QUERY_CHARS) -> str:
-    """Normalise a user's query: drop control characters, collapse whitespace, enforce a length cap.
-
-    Raises:
-        InvalidQueryError: not text, empty or blank after cleaning, or longer than ``max_chars``.
-    """
-    if not isinstance(query, str):
-        raise InvalidQueryError("the query must be text")
-    text = " ".join(_CONTROL.sub(" ", query).split())
-    if not text:
-        raise InvalidQueryError("the query is empty; describe what you want to watch")
-    if len(text) > max_chars:
-        raise InvalidQueryError(f"the query is {len(text)} characters long; the limit is {max_chars}")
-    return text
-
-
-def check_int(name: str, value: object, low: int, high: int) -> int:
-    """Validate an integer parameter (accepts numeric strings).
-
-    Raises:
-        InvalidParameterError: not an integer, or outside ``[low, high]``.
-    """
-    if isinstance(value, bool):
-        raise InvalidParameterError(f"{name} must be an integer")
-    try:
-        number = int(str(value).strip()) if not isinstance(value, int) else value
-    except (TypeError, ValueError):
-        raise InvalidParameterError(f"{name} must be an integer, got {value!r}") from None
-    if not low <= number <= high:
-        raise InvalidParameterError(f"{name} must be between {low} and {high}, got {number}")
-    return number
-
 
 def load_manifest(index_dir: Path) -> dict:
     """Read and sanity-check ``manifest.json``.
