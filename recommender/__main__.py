@@ -10,6 +10,7 @@ import sys
 
 from recommender import config
 from recommender.errors import InvalidQueryError, RecommenderError
+from recommender.pipes import quiet_on_broken_pipe
 from scraping.store import StoreError
 
 log = logging.getLogger("recommender")
@@ -235,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
-        return args.func(args)
+        return quiet_on_broken_pipe(lambda: args.func(args))
     except InvalidQueryError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
