@@ -327,10 +327,6 @@ def parse_search(fields: Fields, aggregations: Iterable[str], default_aggregatio
     query = clean_query(fields.one("q", allow_empty=True), name="q")
     limit = fields.integer("limit", config.DEFAULT_LIMIT, 1, config.MAX_LIMIT)
     page = fields.integer("page", 1, 1, MAX_PAGE)
-    if (page - 1) * limit > config.MAX_TOP_N:
-        raise InvalidParameterError(
-            f"page {page} with limit {limit} starts past result {config.MAX_TOP_N}, the most a search can rank"
-        )
     aggregation = fields.one("aggregation")
     return SearchParams(
         query=query,
@@ -355,7 +351,10 @@ def reference_fields(raw: bytes | str) -> Fields:
     Raises:
         InvalidParameterError: the query string is not valid UTF-8.
     """
-    text = raw.decode("utf-8", errors="strict") if isinstance(raw, bytes) else raw
+    try:
+        text = raw.decode("utf-8", errors="strict") if isinstance(raw, bytes) else raw
+    except UnicodeError:
+        raise InvalidParameterError("the query string is not valid UTF-8") from None
     pieces = text.split("&")
     start = next((i for i, piece in enumerate(pieces) if piece.startswith("query=")), None)
     if start is None:
