@@ -257,9 +257,9 @@ class Fields:
                 if not pieces:
                     raise InvalidParameterError(f"{name} has an empty value; leave the field out or name one")
                 items.extend(pieces)
-        items = list(dict.fromkeys(items))
-        if len(items) > MAX_LIST_ITEMS:
+        if len(items) > MAX_LIST_ITEMS:  # counted as given, repeats included, as the API description counts them
             raise InvalidParameterError(f"{name} has {len(items)} values; the limit is {MAX_LIST_ITEMS}")
+        items = list(dict.fromkeys(items))
         for item in items:
             if len(item) > MAX_LABEL_CHARS:
                 raise InvalidParameterError(f"{name} value is longer than {MAX_LABEL_CHARS} characters")
@@ -343,10 +343,12 @@ def reference_fields(raw: bytes | str) -> Fields:
 
     The reference frontend concatenates the query into the URL without encoding it
     (``"/search?query=" + query + "&top_n=500"``), so an ``&`` inside the query
-    splits it. Here the query is everything from ``query=`` up to the trailing run
-    of the route's own parameters (``&top_n=``, ``&limit=``, ``&aggregation=``),
-    ``&`` and unknown ``name=value`` pieces included; fields before ``query=`` are
-    read as usual. A ``#`` ends the URL in the browser and never reaches us.
+    splits it. Here the query is everything from ``query=`` up to the last
+    ``&top_n=``, ``&`` and unknown ``name=value`` pieces included, less a trailing
+    run of the route's other parameters (``&limit=``, ``&aggregation=``); fields
+    before ``query=`` and after ``top_n`` are read as usual. Without ``&top_n=`` the
+    query runs to the trailing run of the route's parameters, or to the end. A ``#``
+    ends the URL in the browser and never reaches us.
 
     Raises:
         InvalidParameterError: the query string is not valid UTF-8.
@@ -359,7 +361,8 @@ def reference_fields(raw: bytes | str) -> Fields:
     start = next((i for i, piece in enumerate(pieces) if piece.startswith("query=")), None)
     if start is None:
         return Fields.from_query_string(text)
-    end = len(pieces)
+    top_n = [i for i in range(start + 1, len(pieces)) if pieces[i].startswith("top_n=")]
+    end = top_n[-1] if top_n else len(pieces)
     while end - 1 > start and pieces[end - 1].split("=", 1)[0] in REFERENCE_PARAMETERS:
         end -= 1
     query_text = "&".join(pieces[start:end])[len("query="):]
