@@ -72,7 +72,7 @@ def settings_from_args(args: argparse.Namespace) -> dict:
         "DEVICE": args.device,
         "RATE_LIMIT": args.rate_limit,
         "RATE_LIMIT_ENABLED": not limit_off,
-        "CORS_ORIGINS": "*" if origins in ([], ["*"]) else origins,
+        "CORS_ORIGINS": "*" if origins == ["*"] else origins,  # "" allows no browser origin at all
         "GZIP": not args.no_gzip,
         "RELOAD_INTERVAL_S": args.reload_interval,
     }
