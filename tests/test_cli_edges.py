@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
@@ -36,17 +37,35 @@ def test_scraping_parse_into_a_closed_pipe_is_quiet():
     assert code == 141  # like a Unix tool ended by SIGPIPE
 
 
-def test_recommender_queries_file_into_a_closed_pipe_is_quiet(tiny_index_dir):
-    code, err = run_with_closed_stdout(["-m", "recommender", "search", "--index", str(tiny_index_dir), "--json",
-                                        "--queries-file", "-"], stdin="space jazz\nrobots\n" * 50)
-    assert "Traceback" not in err and "BrokenPipe" not in err, err
-    assert code == 141
+def close_stdout(monkeypatch) -> None:
+    """Point sys.stdout at a pipe nobody reads, in-process (no interpreter start-up): writes raise BrokenPipeError.
+
+    Called inside the test body: pytest's capture would replace an earlier sys.stdout when the test starts.
+    """
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    monkeypatch.setattr(sys, "stdout", open(write_end, "w", buffering=1, encoding="utf-8"))  # noqa: SIM115
 
 
-def test_console_into_a_closed_pipe_is_quiet(tiny_index_dir):
-    code, err = run_with_closed_stdout(["main.py", "--index", str(tiny_index_dir)], stdin="space jazz\nrobots\n")
-    assert "Traceback" not in err and "BrokenPipe" not in err, err
-    assert code == 141
+def test_recommender_queries_file_into_a_closed_pipe_is_quiet(tiny_index_dir, tiny_model_dir, tmp_path, capsys,
+                                                             monkeypatch):
+    from recommender.__main__ import main as recommender_main
+
+    queries = tmp_path / "queries.txt"
+    queries.write_text("space jazz\nrobots\n" * 50)
+    close_stdout(monkeypatch)
+    code = recommender_main(["search", "--index", str(tiny_index_dir), "--model", str(tiny_model_dir), "--json",
+                             "--queries-file", str(queries)])
+    err = capsys.readouterr().err
+    assert code == 141 and "Traceback" not in err and "BrokenPipe" not in err, err
+
+
+def test_console_into_a_closed_pipe_is_quiet(tiny_index_dir, capsys, monkeypatch):
+    monkeypatch.setattr(sys, "stdin", io.StringIO("space jazz\nrobots\n"))
+    close_stdout(monkeypatch)
+    code = console.main(["--index", str(tiny_index_dir)])
+    err = capsys.readouterr().err
+    assert code == 141 and "Traceback" not in err and "BrokenPipe" not in err, err
 
 
 # ---- main.py checks its flags before loading anything ----------------------------------------------------------
