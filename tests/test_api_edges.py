@@ -175,9 +175,9 @@ def test_spec_states_the_bounds_the_server_enforces(client):
     assert {"query", "top_n", "limit", "aggregation"} <= reference
 
 
-def test_health_names_the_index_without_its_path(client, tiny_recommender):
+def test_health_names_the_index_without_its_path(client, tiny_index_dir):
     body = client.get("/api/v1/health").get_json()
-    assert body["index"] == tiny_recommender.index_dir.name
+    assert body["index"] == tiny_index_dir.name
     assert "/" not in body["index"]
 
 
