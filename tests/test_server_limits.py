@@ -53,7 +53,7 @@ def exchange(address, head: bytes, body: bytes = b"", timeout: float = 5.0) -> t
 
 
 def post_head(length: int) -> bytes:
-    return (f"POST /api/v1/search HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+    return (f"POST /api/v1/search HTTP/1.1\r\nHost: test\r\nConnection: close\r\nContent-Type: application/json\r\n"
             f"Content-Length: {length}\r\n\r\n").encode()
 
 
