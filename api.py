@@ -13,6 +13,9 @@ from recommender.errors import RecommenderError
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 5000
 DEFAULT_WORKERS = 4
+#: Where the reference frontend's development server (``npm start``) runs; see README "Reference frontend".
+DEFAULT_CORS_ORIGINS = "http://localhost:3000,http://127.0.0.1:3000"
+DEFAULT_RELOAD_INTERVAL_S = 5.0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -24,8 +27,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="waitress worker threads (default %(default)s)")
     parser.add_argument("--rate-limit", default="10 per second",
                         help='requests per client, flask-limiter syntax (default "%(default)s"); "off" disables it')
-    parser.add_argument("--cors-origins", default="*",
-                        help="comma-separated origins allowed to call the API from a browser (default %(default)s)")
+    parser.add_argument("--cors-origins", default=DEFAULT_CORS_ORIGINS,
+                        help='comma-separated origins (scheme://host:port) allowed to call the API from a browser;'
+                             ' "*" for any http(s) origin; "null" is never allowed (default %(default)s)')
+    parser.add_argument("--reload-interval", type=float, default=DEFAULT_RELOAD_INTERVAL_S, metavar="S",
+                        help="seconds between checks for a rebuilt index, loaded and swapped in without dropping"
+                             " requests; 0 turns it off (default %(default)s)")
     parser.add_argument("--model", help="override the model recorded in the index manifest")
     parser.add_argument("--device", help="torch device for the query encoder (default: CUDA when available)")
     parser.add_argument("--no-gzip", action="store_true", help="never compress responses")
@@ -65,8 +72,9 @@ def settings_from_args(args: argparse.Namespace) -> dict:
         "DEVICE": args.device,
         "RATE_LIMIT": args.rate_limit,
         "RATE_LIMIT_ENABLED": not limit_off,
-        "CORS_ORIGINS": "*" if origins in ([], ["*"]) else origins,
+        "CORS_ORIGINS": "*" if origins == ["*"] else origins,  # "" allows no browser origin at all
         "GZIP": not args.no_gzip,
+        "RELOAD_INTERVAL_S": args.reload_interval,
     }
 
 
@@ -78,11 +86,22 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("webapp", "waitress"):
         logging.getLogger(name).setLevel(logging.DEBUG if args.verbose else logging.INFO)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    if args.workers < 1 or not 0 <= args.port <= 65535:
-        print("error: --workers must be at least 1 and --port between 0 and 65535", file=sys.stderr)
+    if args.workers < 1 or not 0 <= args.port <= 65535 or not 0 <= args.reload_interval <= 86400:
+        print("error: --workers must be at least 1, --port between 0 and 65535 and --reload-interval"
+              " between 0 and 86400", file=sys.stderr)
         return 2
     try:
+        from webapp.app import cors_origins
+
         settings = settings_from_args(args)  # before the heavy imports: a missing index is reported at once
+        cors_origins(settings["CORS_ORIGINS"])
+    except ValueError as exc:
+        print(f"error: --cors-origins: {exc}", file=sys.stderr)
+        return 2
+    except RecommenderError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    try:
         from webapp import create_app
 
         app = create_app(settings)
@@ -90,9 +109,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
 
-    from waitress import create_server
+    from webapp.server import make_server
 
-    server = create_server(app, host=args.host, port=args.port, threads=args.workers)
+    server = make_server(app, host=args.host, port=args.port, threads=args.workers)
     # Printed (and flushed) so scripts that start us with --port 0 can read the address.
     print(f"serving on http://{args.host}:{server.effective_port}/", flush=True)
     try:

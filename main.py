@@ -20,6 +20,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from recommender import config  # noqa: E402
 from recommender.errors import RecommenderError  # noqa: E402
+from recommender.pipes import quiet_on_broken_pipe  # noqa: E402
 from scraping.store import StoreError  # noqa: E402
 
 EXIT_WORDS = {"q", "quit", "exit"}
@@ -100,16 +101,44 @@ def run_console(recommender, stdin: TextIO, out: TextIO, *, top_n: int, limit: i
     return 0
 
 
+def check_flags(args: argparse.Namespace) -> Path:
+    """Validate the options by the shared rules before anything is loaded; returns the store path.
+
+    Raises:
+        InvalidParameterError, UnknownAggregationError, StorePathError: an unusable option.
+    """
+    from recommender.aggregate import AGGREGATIONS
+    from recommender.validation import check_aggregation, check_int
+    from scraping.storepath import check_store_path
+
+    check_int("top_n", args.top_n, 1, config.MAX_TOP_N)
+    check_int("limit", args.limit, 1, config.MAX_LIMIT)
+    check_aggregation(args.aggregation, AGGREGATIONS)
+    # The no-flags first run creates data/ and fills the store with the demo; a --db the user typed must exist.
+    return config.DEFAULT_DB if args.db is None else check_store_path(args.db, must_exist=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Describe what you want to watch; get anime recommended.")
     parser.add_argument("--index", help="index directory (default: data/index/<model>, built on first run)")
-    parser.add_argument("--db", default=str(config.DEFAULT_DB), help="review store (default: %(default)s)")
+    parser.add_argument("--db", help=f"an existing review store (default: {config.DEFAULT_DB}, created and filled"
+                                     " with the demo corpus on first run)")
     parser.add_argument("--model", help="model name or directory (default: newest under data/models/, else MiniLM)")
     parser.add_argument("--top-n", type=int, default=config.DEFAULT_TOP_N, help="review chunks retrieved per query")
     parser.add_argument("--limit", type=int, default=5, help="anime shown per query (default %(default)s)")
     parser.add_argument("--aggregation", default=config.DEFAULT_AGGREGATION, help="how hits become anime")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    try:
+        db = check_flags(args)
+    except (RecommenderError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return quiet_on_broken_pipe(lambda: console(args, db))
+
+
+def console(args: argparse.Namespace, db: Path) -> int:
+    """Load (building on first run) and answer queries until the user leaves."""
     try:
         from recommender.encoder import Encoder
         from recommender.search import Recommender
@@ -119,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print("Loading the model…", file=sys.stderr)
             encoder = Encoder.load(args.model)
-            index_dir = ensure_default_index(Path(args.db), encoder, sys.stderr)
+            index_dir = ensure_default_index(db, encoder, sys.stderr)
             recommender = Recommender.load(index_dir, encoder=encoder)
         counts = recommender.health()["counts"]
         print(f"Ready: {counts['reviews']} reviews of {counts['anime']} anime.", file=sys.stderr)

@@ -10,6 +10,7 @@ import sys
 
 from recommender import config
 from recommender.errors import InvalidQueryError, RecommenderError
+from recommender.pipes import quiet_on_broken_pipe
 from scraping.store import StoreError
 
 log = logging.getLogger("recommender")
@@ -55,13 +56,22 @@ def _print_response(response, as_json: bool) -> None:
     print(f"({response.timing_ms.get('total', 0):.0f} ms)", flush=True)
 
 
-def _filters(args: argparse.Namespace):
-    """The search filters given on the command line (adult titles hidden unless --nsfw)."""
-    from recommender.filters import SearchFilters
+def _filters(args: argparse.Namespace, recommender=None):
+    """The search filters given on the command line (adult titles hidden unless --nsfw), by the API's rules.
 
-    return SearchFilters.from_values(genres=args.genre, exclude_genres=args.exclude_genre, types=args.type,
-                                     year_min=args.year_min, year_max=args.year_max, min_score=args.min_score,
-                                     nsfw=args.nsfw)
+    Without ``recommender`` only their form is checked (before the model is loaded); with it,
+    genre and type names must also be ones the index knows.
+
+    Raises:
+        InvalidParameterError: a malformed value, reversed years, or an unknown name (with close matches).
+    """
+    from recommender.validation import Fields, parse_filters
+
+    fields = Fields.from_values({"genre": args.genre, "exclude_genre": args.exclude_genre, "type": args.type,
+                                 "year_min": args.year_min, "year_max": args.year_max, "min_score": args.min_score,
+                                 "nsfw": args.nsfw or None})
+    meta = recommender.meta() if recommender is not None else {}
+    return parse_filters(fields, meta.get("genres"), meta.get("types"))
 
 
 def _index_dir(args: argparse.Namespace) -> str:
@@ -72,14 +82,16 @@ def _index_dir(args: argparse.Namespace) -> str:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from recommender.search import Recommender, clean_query
+    from recommender.search import Recommender
+    from recommender.validation import clean_query
 
     if args.queries_file is None:
         if args.query is None:
             raise InvalidQueryError("give a QUERY or --queries-file FILE")
         clean_query(" ".join(args.query))  # reject a blank query before paying for model loading
-    filters = _filters(args)
+    _filters(args)
     recommender = Recommender.load(_index_dir(args), model=args.model)
+    filters = _filters(args, recommender)
     options = dict(top_n=args.top_n, limit=args.limit, offset=args.offset, aggregation=args.aggregation,
                    filters=filters, rerank=args.rerank or False)
     if args.queries_file is None:
@@ -107,8 +119,9 @@ def cmd_similar(args: argparse.Namespace) -> int:
         anime_id = int(args.anime_id)
     except ValueError:
         raise UnknownAnimeError(f"ANIME_ID must be a MyAnimeList anime id (a number), got {args.anime_id!r}") from None
-    filters = _filters(args)
+    _filters(args)
     recommender = Recommender.load(_index_dir(args), model=args.model)
+    filters = _filters(args, recommender)
     _print_response(recommender.similar(anime_id, limit=args.limit, filters=filters), args.json)
     return 0
 
@@ -117,7 +130,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from recommender.aggregate import AGGREGATIONS
     from recommender.errors import UnknownAggregationError
     from recommender.evaluate import evaluate_index, format_table, plot_report
-    from recommender.search import Recommender, check_int
+    from recommender.search import Recommender
+    from recommender.validation import check_int
 
     names = [n.strip() for value in (args.aggregation or []) for n in value.split(",") if n.strip()]
     unknown = [n for n in names if n not in AGGREGATIONS]
@@ -222,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
-        return args.func(args)
+        return quiet_on_broken_pipe(lambda: args.func(args))
     except InvalidQueryError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -13,7 +13,6 @@ threads at once (the API does), and nothing is built on the first query.
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import time
 from pathlib import Path
@@ -27,8 +26,6 @@ from recommender.errors import (
     IndexMismatchError,
     IndexNotFoundError,
     InvalidParameterError,
-    InvalidQueryError,
-    UnknownAggregationError,
     UnknownAnimeError,
 )
 from recommender.explain import EvidenceFinder
@@ -38,52 +35,9 @@ from recommender.index_data import Allowed, IndexData, load_manifest
 from recommender.results import AnimeResult, SearchResponse
 from recommender.retrieval import Retriever, similarity_unit
 from recommender.search_config import SearchConfig
+from recommender.validation import check_aggregation, check_int, clean_query
 
 log = logging.getLogger(__name__)
-
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b-\u200f\u2028\u2029\ufeff\ufffd]")
-
-
-def clean_query(query: object, max_chars: int = config.MAX_QUERY_CHARS) -> str:
-    """Normalise a user's query: drop control characters, collapse whitespace, enforce a length cap.
-
-    Raises:
-        InvalidQueryError: not text, empty or blank after cleaning, or longer than ``max_chars``.
-    """
-    if not isinstance(query, str):
-        raise InvalidQueryError("the query must be text")
-    text = " ".join(_CONTROL.sub(" ", query).split())
-    if not text:
-        raise InvalidQueryError("the query is empty; describe what you want to watch")
-    if len(text) > max_chars:
-        raise InvalidQueryError(f"the query is {len(text)} characters long; the limit is {max_chars}")
-    return text
-
-
-def check_int(name: str, value: object, low: int, high: int) -> int:
-    """Validate an integer parameter (accepts numeric strings).
-
-    Raises:
-        InvalidParameterError: not an integer, or outside ``[low, high]``.
-    """
-    if isinstance(value, bool):
-        raise InvalidParameterError(f"{name} must be an integer")
-    try:
-        number = int(str(value).strip()) if not isinstance(value, int) else value
-    except (TypeError, ValueError):
-        raise InvalidParameterError(f"{name} must be an integer, got {value!r}") from None
-    if not low <= number <= high:
-        raise InvalidParameterError(f"{name} must be between {low} and {high}, got {number}")
-    return number
-
-
-def check_aggregation(name: object) -> str:
-    """Raises:
-        UnknownAggregationError: ``name`` is not an aggregation.
-    """
-    if name not in AGGREGATIONS:
-        raise UnknownAggregationError(f"unknown aggregation {name!r}; choose from {', '.join(sorted(AGGREGATIONS))}")
-    return str(name)
 
 
 class Recommender:
@@ -228,7 +182,7 @@ class Recommender:
         top_n = check_int("top_n", self.settings.top_n if top_n is None else top_n, 1, config.MAX_TOP_N)
         limit = check_int("limit", limit, 1, config.MAX_LIMIT)
         offset = check_int("offset", offset, 0, config.MAX_TOP_N)
-        aggregation = check_aggregation(aggregation or self.settings.aggregation)
+        aggregation = check_aggregation(aggregation or self.settings.aggregation, AGGREGATIONS)
         allowed = self.allowed(filters)
         reranker = self.reranker(rerank) if rerank else None
         settings = self.settings.replace(top_n=top_n)

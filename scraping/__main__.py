@@ -8,9 +8,11 @@ import sys
 from pathlib import Path
 
 from recommender import config
+from recommender.pipes import quiet_on_broken_pipe
 from scraping.crawl import add_subcommands
 from scraping.importers import ImportFormatError, import_anime_jsonl, import_path
 from scraping.store import Store, StoreError
+from scraping.storepath import StorePathError, check_store_path
 
 log = logging.getLogger("scraping")
 
@@ -23,7 +25,9 @@ def _print_bad_rows(report, limit: int = 5) -> None:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    with Store.open(args.db) as store:
+    # A typed --db may name a new file, but not a folder that does not exist (a typo must not grow a new tree).
+    db = config.DEFAULT_DB if args.db is None else check_store_path(args.db, must_exist=False)
+    with Store.open(db) as store:
         if args.anime:
             report = import_anime_jsonl(store, Path(args.anime))
             print(report.summary())
@@ -31,7 +35,7 @@ def cmd_import(args: argparse.Namespace) -> int:
         report = import_path(store, args.path)
         print(report.summary())
         _print_bad_rows(report)
-        print(f"store {args.db}: {store.count_anime()} anime, {store.count_reviews()} reviews")
+        print(f"store {db}: {store.count_anime()} anime, {store.count_reviews()} reviews")
     return 0
 
 
@@ -44,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("path", help="reviews .jsonl (our format) or the reference CSV"
                    " (Anime Title, Review, MAL Link, Image URL)")
     p.add_argument("--anime", help="anime metadata .jsonl to import first")
-    p.add_argument("--db", default=str(config.DEFAULT_DB), help="store file (default: %(default)s)")
+    p.add_argument("--db", help=f"store file, created if new; its folder must exist (default: {config.DEFAULT_DB})")
     p.set_defaults(func=cmd_import)
     add_subcommands(sub, config.DEFAULT_DB)  # crawl, stats, parse
     return parser
@@ -55,7 +59,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
     try:
-        return args.func(args)
+        return quiet_on_broken_pipe(lambda: args.func(args))
+    except StorePathError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     except (StoreError, ImportFormatError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

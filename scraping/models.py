@@ -2,8 +2,27 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+#: Largest anime id we store or accept (MAL ids are far below it; SQLite and JSON clients handle it exactly).
+MAX_ANIME_ID = 2**31 - 1
+#: MAL labels and age ratings that mark adult titles (MAL's own catalogue hides them by default too).
+ADULT_LABELS = frozenset({"hentai", "erotica"})
+ADULT_RATING_PREFIX = "rx"
+
+
+def is_adult(labels: Iterable[str], rating: str | None = None, flagged: bool = False) -> bool:
+    """The adult-title rule: flagged by the source, rated Rx, or labelled Hentai/Erotica (any case).
+
+    Args:
+        labels: the anime's genres, themes and demographics.
+        rating: MAL's age rating, e.g. ``"Rx - Hentai"``.
+        flagged: the source's own adult flag.
+    """
+    rated_adult = (rating or "").strip().casefold().startswith(ADULT_RATING_PREFIX)
+    return bool(flagged) or rated_adult or any(label.casefold() in ADULT_LABELS for label in labels)
 
 
 def anime_url(anime_id: int) -> str:

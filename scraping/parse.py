@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from bs4 import BeautifulSoup, Tag
 
-from scraping.models import Anime, Review, UserRecommendation
+from scraping.models import Anime, Review, UserRecommendation, is_adult
 from scraping.urls import anime_id_from_url
 
 log = logging.getLogger(__name__)
@@ -38,7 +38,6 @@ _SEASONS = ("winter", "spring", "summer", "fall")
 # Fields MAL leaves out for many titles: their absence is normal, so it is logged quietly.
 _OFTEN_ABSENT = {"title_english", "episodes", "score", "season", "rating", "synopsis", "themes", "demographics",
                  "members", "year", "type"}
-_ADULT_GENRES = {"hentai", "erotica"}
 _SITE_SUFFIX = re.compile(r"\s*-\s*MyAnimeList\.net\s*$", re.IGNORECASE)
 
 
@@ -462,8 +461,7 @@ def _anime_page(soup: BeautifulSoup, anime_id: int | None) -> AnimePage:
         if value in (None, []):
             _missing(name, where)
 
-    rating_code = (values["rating"] or "").split(" ")[0].lower()
-    nsfw = rating_code == "rx" or any(g.lower() in _ADULT_GENRES for g in values["genres"])
+    nsfw = is_adult([*values["genres"], *values["themes"], *values["demographics"]], values["rating"])
     anime = Anime(anime_id=page_id, title=title, nsfw=nsfw, **values)
     reviews = _parse_review_elements(soup, page_id, title, where)
     return AnimePage(anime, reviews)

@@ -139,3 +139,38 @@ def next_reviews_url(url: str) -> str:
     if info is None or info.kind != "reviews":
         raise ValueError(f"not a reviews page URL: {url}")
     return reviews_url(info.anime_id, info.page + 1, spoiler=info.spoiler, preliminary=info.preliminary)
+
+
+#: Hosts whose links we store and serve: MAL itself and its subdomains (``cdn.myanimelist.net`` for images).
+SAFE_HOST = "myanimelist.net"
+_MAX_URL_CHARS = 2048
+
+
+def safe_mal_url(url: object) -> str | None:
+    """``url`` when it is an ``https://`` link to MyAnimeList (a site-relative path or an ``http://`` MAL link is
+    made absolute ``https``), else None.
+
+    The one URL check for everything we store and serve (anime pages, review permalinks,
+    images): ``javascript:``, ``data:``, other hosts, user-info tricks
+    (``https://myanimelist.net@evil.example/``), control characters and odd ports are refused.
+    """
+    if not isinstance(url, str):
+        return None
+    text = url.strip()
+    if not text or len(text) > _MAX_URL_CHARS or any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in text):
+        return None
+    if text.startswith("/") and not text.startswith("//") and "\\" not in text:
+        text = BASE_URL + text
+    try:
+        parts = urlsplit(text)
+        port = parts.port
+    except ValueError:
+        return None
+    host = (parts.hostname or "").lower()
+    if parts.scheme.lower() not in ("https", "http") or "@" in parts.netloc or "\\" in text:
+        return None
+    if host != SAFE_HOST and not host.endswith("." + SAFE_HOST):
+        return None
+    if parts.scheme.lower() == "http":  # MAL serves everything over https; an old http link is upgraded
+        return safe_mal_url("https" + text[len("http"):]) if port in (None, 80) else None
+    return text if port in (None, 443) else None

@@ -48,7 +48,8 @@ def test_options_become_app_settings(tmp_path):
     assert settings["CORS_ORIGINS"] == ["https://a.example", "https://b.example"]
     defaults = api.settings_from_args(api.build_parser().parse_args(["--index", str(tmp_path)]))
     assert defaults["RATE_LIMIT"] == "10 per second" and defaults["RATE_LIMIT_ENABLED"] is True
-    assert defaults["CORS_ORIGINS"] == "*"
+    assert defaults["CORS_ORIGINS"] == ["http://localhost:3000", "http://127.0.0.1:3000"]  # the reference frontend
+    assert defaults["RELOAD_INTERVAL_S"] == 5.0
 
 
 def test_bad_server_options_are_refused(tmp_path, capsys):
@@ -64,4 +65,4 @@ def test_create_app_without_an_index_raises_the_domain_error():
 def test_create_app_loads_an_index_directory(tiny_index_dir, tiny_model_dir):
     app = create_app({"INDEX_DIR": str(tiny_index_dir), "MODEL": str(tiny_model_dir), "DEVICE": "cpu"})
     health = app.test_client().get("/api/v1/health").get_json()
-    assert health["index_loaded"] is True and health["index"] == str(tiny_index_dir)
+    assert health["index_loaded"] is True and health["index"] == tiny_index_dir.name

@@ -102,17 +102,17 @@ def test_search_page_more_like_this_and_paging(page, server_url, tmp_path):
 
     page_one = card_ids(page)
     page.click("#next-page")
-    page.wait_for_function("document.querySelector('#page-info').textContent.startsWith('Page 2')")
+    page.wait_for_function("() => document.querySelector('#page-info').textContent.startsWith('Page 2')")
     assert not set(card_ids(page)) & set(page_one)
     page.click("#prev-page")
-    page.wait_for_function("document.querySelector('#page-info').textContent.startsWith('Page 1')")
+    page.wait_for_function("() => document.querySelector('#page-info').textContent.startsWith('Page 1')")
     assert card_ids(page) == page_one
 
     source_id, source_title = page_one[0], titles[0]
     page.locator("#results .card").first.locator(".more-like").click()
     page.wait_for_selector("#context:not([hidden])")
     assert page.inner_text("#context-title") == f"More like {source_title}"
-    page.wait_for_function(f"[...document.querySelectorAll('#results .card')].length > 0 && "
+    page.wait_for_function(f"() => [...document.querySelectorAll('#results .card')].length > 0 && "
                            f"![...document.querySelectorAll('#results .card')].some(c => c.dataset.animeId === "
                            f"'{source_id}')")
     assert page.locator("#pager").is_hidden()
@@ -137,7 +137,7 @@ def test_error_states_and_phone_width(page, server_url):
     page.fill("#year_max", "2000")
     page.fill("#q", "cozy camping trip")
     page.click("#search-button")
-    page.wait_for_function("document.querySelector('#error').textContent.includes('year_min')")
+    page.wait_for_function("() => document.querySelector('#error').textContent.includes('year_min')")
     assert page.locator("#results .card").count() == 0
 
     page.click("#clear-filters")
@@ -148,3 +148,141 @@ def test_error_states_and_phone_width(page, server_url):
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
     # The API's 400 for the reversed years is logged by chromium as a failed resource; nothing else may be.
     assert [p for p in page.problems if "400" not in p] == []
+
+
+def test_page_links_only_to_myanimelist(page, server_url):
+    """Even if the API sent a javascript: or data: link, the page would not use it (its own URL check)."""
+    poisoned = {"query": "x", "results": [{
+        "anime_id": 5, "title": "Poisoned", "url": "javascript:alert(document.domain)",
+        "image_url": "data:image/svg+xml,<svg onload=alert(1)>", "score": 1.0, "count": 1, "genres": [],
+        "evidence": [{"review_id": "1", "similarity": 0.5, "snippet": "fine", "url": "javascript:alert(2)"}]}],
+        "timing_ms": {"total": 1}, "page": 1, "limit": 10, "total": 1, "pages": 1, "terms": []}
+    page.route("**/api/v1/search?*", lambda route: route.fulfill(json=poisoned))
+    page.goto(server_url + "/")
+    page.fill("#q", "anything")
+    page.click("#search-button")
+    page.wait_for_selector("#results .card")
+    assert page.get_attribute("#results .card-title a", "href") == "https://myanimelist.net/anime/5"
+    assert page.locator("#results img").count() == 0  # the placeholder instead of a data: image
+    assert page.locator("#results .evidence a").count() == 0
+    assert page.problems == []
+
+
+# ---- the reference frontend (issue 15) -------------------------------------------------------------------------
+#: A stand-in for the reference system's React frontend, written for this test: it builds the request the same
+#: way (the query concatenated into the URL, not encoded), calls results.map on the answer and renders the keys.
+OLD_FRONTEND = """<!doctype html>
+<html><head><meta charset="utf-8"><title>old frontend</title></head>
+<body>
+<input id="query"><button id="go">Search</button>
+<ul id="results"></ul>
+<script>
+const API = "__API__";
+let results = [];
+function render() {
+  document.getElementById("results").replaceChildren(...results.map((row) => {
+    const item = document.createElement("li");
+    const link = document.createElement("a");
+    link.className = "title";
+    link.href = row["MAL Link"];
+    link.textContent = row["Anime Title"];
+    const image = document.createElement("img");
+    image.dataset.src = row["Image URL"];
+    item.append(link, image);
+    return item;
+  }));
+}
+document.getElementById("go").addEventListener("click", () => {
+  const query = document.getElementById("query").value;
+  fetch(API + "/search?query=" + query + "&top_n=500")
+    .then((response) => response.json())
+    .then((data) => {
+      results = data.results;
+      render();
+      document.body.dataset.answers = String(Number(document.body.dataset.answers || 0) + 1);
+    });
+});
+</script>
+</body></html>
+"""
+
+
+class RecordingRecommender:
+    """The recommender, remembering every query that reached ``search``."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self.queries: list[str] = []
+
+    def search(self, query, **kwargs):
+        self.queries.append(query)
+        return self.inner.search(query, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+@pytest.fixture(scope="module")
+def old_frontend(minilm_recommender):
+    """(frontend page URL, recording recommender): the API on one port, the old frontend on another origin."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from webapp import create_app
+    from webapp.server import make_server
+
+    page_server = ThreadingHTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)
+    page_origin = f"http://127.0.0.1:{page_server.server_address[1]}"
+    recording = RecordingRecommender(minilm_recommender)
+    app = create_app({"RECOMMENDER": recording, "CORS_ORIGINS": [page_origin], "RATE_LIMIT_ENABLED": False})
+    api = make_server(app, host="127.0.0.1", port=0, threads=4)
+    html = OLD_FRONTEND.replace("__API__", f"http://127.0.0.1:{api.effective_port}").encode()
+
+    class Page(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 (the handler protocol's name)
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(html)))
+            self.end_headers()
+            self.wfile.write(html)
+
+        def log_message(self, *args):
+            pass
+
+    page_server.RequestHandlerClass = Page
+    threads = [threading.Thread(target=target, daemon=True) for target in (api.run, page_server.serve_forever)]
+    for thread in threads:
+        thread.start()
+    yield page_origin + "/", recording
+    page_server.shutdown()
+    api.close()
+
+
+def ask(page, query: str, answers: int) -> list[str]:
+    page.fill("#query", query)
+    page.click("#go")
+    page.wait_for_function(f"() => document.body.dataset.answers === '{answers}'")
+    return page.locator("#results .title").all_inner_texts()
+
+
+def test_old_frontend_gets_todays_ranking_and_survives_errors(page, old_frontend, minilm_recommender):
+    url, recording = old_frontend
+    page.goto(url)
+    query = "bounty hunters drifting through space with a jazz soundtrack"
+    titles = ask(page, query, 1)
+    default = [r.title for r in minilm_recommender.search(query, top_n=500, limit=18).results]
+    vote = [r.title for r in minilm_recommender.search(query, top_n=500, limit=18, aggregation="count").results]
+    assert titles == default and len(titles) == 18  # ranked like every other search, 18 rows like the original
+    assert titles[0] == "Cowboy Bebop" and titles != vote
+    first = page.locator("#results li").first
+    assert first.locator("a").get_attribute("href").startswith("https://myanimelist.net/anime/")
+    assert first.locator("img").get_attribute("data-src") is not None
+
+    assert ask(page, "", 2) == []  # a 400 with "results": [] renders nothing instead of crashing the page
+
+    recording.queries.clear()
+    ask(page, "giant robots & teenage pilots", 3)
+    assert recording.queries == ["giant robots & teenage pilots"]  # the & did not cut the query
+    # Requests to the two loopback servers are the point here; the API's 400 for the empty query is logged by
+    # chromium as a failed resource. Nothing else may appear: no page error, no CORS refusal.
+    assert [p for p in page.problems if "400" not in p and not p.startswith("external request: http://127.0.0.1:")
+            ] == []

@@ -62,15 +62,31 @@ def test_first_query_after_load_builds_nothing(tiny_index_dir, tiny_encoder, mon
     assert rec.similar(1, limit=2).results
 
 
-def test_the_api_runs_searches_without_a_global_lock(tiny_recommender):
+def test_the_api_runs_searches_without_a_global_lock(tiny_recommender, monkeypatch):
     from webapp.app import DEFAULTS, create_app
 
     assert not any("SERIAL" in key for key in DEFAULTS)
-    app = create_app({"RECOMMENDER": tiny_recommender, "RATE_LIMIT_ENABLED": False, "LOG_REQUESTS": False})
-    service = app.extensions["anime_search"]
-    assert not any(isinstance(value, type(threading.Lock())) for value in vars(service).values())
-    client = app.test_client()
-    assert client.get("/api/v1/search?q=space+cowboys").status_code == 200
+    app = create_app({"RECOMMENDER": tiny_recommender, "RATE_LIMIT_ENABLED": False, "LOG_REQUESTS": False,
+                      "RELOAD_INTERVAL_S": 0})
+    both_inside = threading.Barrier(2, timeout=10)  # passes only if two searches run at the same time
+    real_search = tiny_recommender.search
+
+    def search_that_waits_for_another(*args, **kwargs):
+        both_inside.wait()
+        return real_search(*args, **kwargs)
+
+    monkeypatch.setattr(tiny_recommender, "search", search_that_waits_for_another)
+    statuses: list[int] = []
+
+    def ask(query: str) -> None:
+        statuses.append(app.test_client().get("/api/v1/search", query_string={"q": query}).status_code)
+
+    threads = [threading.Thread(target=ask, args=(q,)) for q in ("space cowboys", "cozy camping")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert statuses == [200, 200]
 
 
 @pytest.mark.parametrize("attribute", ["_filter_cache"])

@@ -11,6 +11,7 @@ from recommender import config
 from recommender.aggregate import best_hit_per_review
 from recommender.errors import InvalidParameterError
 from recommender.filters import SearchFilters, is_adult, matches
+from recommender.validation import Fields, parse_filters
 
 FANTASY_TV = {"genres": ["Action", "Fantasy"], "themes": ["Isekai"], "demographics": ["Shounen"], "type": "TV",
               "year": 2019, "score": 7.9, "nsfw": False}
@@ -48,21 +49,35 @@ def test_adult_titles_are_hidden_unless_asked_for(meta):
     assert matches(meta, SearchFilters(nsfw=True))
 
 
-def test_from_values_parses_loose_input():
-    filters = SearchFilters.from_values(genres=["Action,Drama", " Comedy "], exclude_genres="Horror",
-                                        types=None, year_min="1999", year_max=2005.0, min_score="7.5", nsfw="true")
+def cli_filters(**values):
+    return parse_filters(Fields.from_values(values))
+
+
+def test_command_line_values_parse_by_the_api_rules():
+    filters = cli_filters(genre=["Action,Drama", " Comedy "], exclude_genre="Horror", type=None, year_min="1999",
+                          year_max=2005, min_score="7.5", nsfw=True)
     assert filters == SearchFilters(genres=("Action", "Drama", "Comedy"), exclude_genres=("Horror",), types=(),
                                     year_min=1999, year_max=2005, min_score=7.5, nsfw=True)
-    assert SearchFilters.from_values(year_min="", min_score=None, nsfw="0") == SearchFilters()
+    assert cli_filters(year_min=None, min_score=None, nsfw=None) is None
     assert SearchFilters().is_default and not filters.is_default
 
 
-@pytest.mark.parametrize("kwargs", [dict(year_min="soon"), dict(year_min="1999.5"), dict(min_score="high"),
+@pytest.mark.parametrize("values", [dict(year_min="soon"), dict(year_min="1999.5"), dict(min_score="high"),
                                     dict(min_score=11), dict(year_min=2010, year_max=2000), dict(nsfw="maybe"),
-                                    dict(year_max=True)])
-def test_from_values_rejects_bad_input(kwargs):
+                                    dict(year_max=True), dict(year_min=""), dict(year_min="5_0"),
+                                    dict(year_min="\u0662\u0660\u0661\u0660")])
+def test_command_line_values_are_refused_like_the_api_refuses_them(values):
     with pytest.raises(InvalidParameterError):
-        SearchFilters.from_values(**kwargs)
+        cli_filters(**values)
+
+
+def test_unknown_names_are_refused_with_close_matches():
+    with pytest.raises(InvalidParameterError, match="unknown genre 'Comdy'; did you mean 'Comedy'"):
+        parse_filters(Fields.from_values({"genre": ["Comdy"]}), genres=["Comedy", "Drama"], types=["TV"])
+    with pytest.raises(InvalidParameterError, match="unknown type 'Podcast'; none of the 2 known values is close"):
+        parse_filters(Fields.from_values({"type": ["Podcast"]}), genres=["Comedy"], types=["TV", "Movie"])
+    filters = parse_filters(Fields.from_values({"genre": ["comedy"], "type": ["movie"]}), ["Comedy"], ["Movie"])
+    assert filters.genres == ("Comedy",) and filters.types == ("Movie",)  # spelled as the index spells them
 
 
 # ---- on a real (tiny) index ------------------------------------------------------------------------------------

@@ -67,7 +67,7 @@ def test_reference_csv(tmp_path):
         writer = csv.writer(handle)
         writer.writerow(["Anime Title", "Review", "MAL Link", "Image URL"])
         writer.writerow(["Cowboy Bebop", "Jazz, space, regret.", "https://myanimelist.net/anime/1/Cowboy_Bebop",
-                         "https://cdn.example/1.jpg"])
+                         "https://cdn.myanimelist.net/images/anime/1/1.jpg"])
         writer.writerow(["Cowboy Bebop", "A second, different opinion.", "https://myanimelist.net/anime/1", ""])
         writer.writerow(["Broken", "No link here", "https://example.com/x", ""])
         writer.writerow(["Empty", "", "https://myanimelist.net/anime/5", ""])
@@ -76,7 +76,7 @@ def test_reference_csv(tmp_path):
         again = import_path(store, path)
         assert report.reviews.inserted == 2 and len(report.bad) == 2
         assert again.reviews.inserted == 0 and again.reviews.unchanged == 2
-        assert store.get_anime(1).image_url == "https://cdn.example/1.jpg"
+        assert store.get_anime(1).image_url == "https://cdn.myanimelist.net/images/anime/1/1.jpg"
         assert {r.source for r in store.iter_reviews()} == {"reference_csv"}
 
 

@@ -33,6 +33,21 @@ function el(tag, props = {}, children = []) {
   return node;
 }
 
+// Links and images from the API are used only when they point at MyAnimeList over https (the server's
+// rule, scraping/urls.py safe_mal_url): a javascript:, data: or foreign URL in a catalogue never becomes a link.
+function safeUrl(raw) {
+  if (typeof raw !== "string" || !raw) return null;
+  let url;
+  try {
+    url = new URL(raw);
+  } catch (_) {
+    return null;
+  }
+  const host = url.hostname.toLowerCase();
+  const mal = host === "myanimelist.net" || host.endsWith(".myanimelist.net");
+  return url.protocol === "https:" && mal && !url.username && !url.password && !url.port ? url.href : null;
+}
+
 // Same crude stemming as the server's evidence module, so highlighted words are the ones it matched.
 function stem(word) {
   for (const suffix of ["ing", "ies", "es", "s", "ed"]) {
@@ -155,8 +170,9 @@ function thumbnail(result) {
   const initials = result.title.split(/\s+/).slice(0, 2).map((w) => w[0] || "").join("").toUpperCase();
   const placeholder = el("div", { class: "placeholder", text: initials });
   placeholder.style.setProperty("--hue", String((result.anime_id * 47) % 360));
-  if (!result.image_url) return placeholder;
-  const img = el("img", { src: result.image_url, alt: "", loading: "lazy", referrerPolicy: "no-referrer" });
+  const src = safeUrl(result.image_url);
+  if (!src) return placeholder;
+  const img = el("img", { src, alt: "", loading: "lazy", referrerPolicy: "no-referrer" });
   img.addEventListener("error", () => img.replaceWith(placeholder)); // offline or a dead link: keep the layout
   return img;
 }
@@ -168,7 +184,8 @@ function card(result, terms, labels) {
   node.dataset.animeId = String(result.anime_id);
   node.querySelector(".thumb").append(thumbnail(result));
   const link = node.querySelector(".card-title a");
-  link.href = result.url;
+  const href = safeUrl(result.url) || `https://myanimelist.net/anime/${encodeURIComponent(result.anime_id)}`;
+  link.href = href;
   link.textContent = result.title;
   const facts = [result.type, result.year, result.mal_score != null ? `MAL ★ ${result.mal_score}` : null];
   node.querySelector(".facts").textContent = facts.filter((f) => f != null && f !== "").join(" · ");
@@ -181,8 +198,9 @@ function card(result, terms, labels) {
   for (const item of result.evidence || []) {
     const quote = el("blockquote", {}, [highlighted(item.snippet, terms)]);
     const children = [quote];
-    if (item.url) {
-      children.push(el("a", { href: item.url, target: "_blank", rel: "noopener noreferrer", text: "read review" }));
+    const reviewUrl = safeUrl(item.url);
+    if (reviewUrl) {
+      children.push(el("a", { href: reviewUrl, target: "_blank", rel: "noopener noreferrer", text: "read review" }));
     }
     evidence.append(el("li", {}, children));
   }

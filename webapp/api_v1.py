@@ -7,15 +7,13 @@ import json
 from flask import Blueprint, current_app, jsonify, request
 
 from recommender import config
+from recommender.validation import SEARCH_FIELDS, Fields, check_int, parse_filters, parse_search
+from scraping.models import MAX_ANIME_ID
 from webapp.errors import ApiError
 from webapp.openapi import openapi_spec
 from webapp.service import SearchService
-from webapp.validation import SEARCH_FIELDS, Fields, parse_filters, parse_int, parse_search
 
 api_v1 = Blueprint("api_v1", __name__, url_prefix="/api/v1")
-
-#: Largest anime id accepted in a path (MAL ids are far below this); bigger numbers are refused as invalid.
-MAX_ANIME_ID = 2**31 - 1
 
 
 def service() -> SearchService:
@@ -46,22 +44,23 @@ def json_fields(allowed: frozenset[str]) -> Fields:
 
 
 def parse_anime_id(raw: str) -> int:
-    """Path segment → anime id.
+    """Path segment → anime id (1 to 2³¹−1, ASCII digits only).
 
     Raises:
-        ApiError: 400 when it is not a positive integer.
+        InvalidParameterError: anything else (a 400).
     """
-    text = raw.strip()
-    if not text.isascii() or not text.isdigit() or len(text) > 10 or not 1 <= int(text) <= MAX_ANIME_ID:
-        raise ApiError(400, "invalid_parameter", f"anime id must be a positive integer, got {raw[:40]!r}")
-    return int(text)
+    return check_int("anime id", raw, 1, MAX_ANIME_ID)
+
+
+def query_fields() -> Fields:
+    """The request's query string as :class:`Fields`, decoded strictly (invalid UTF-8 is a 400)."""
+    return Fields.from_query_string(request.query_string)
 
 
 @api_v1.get("/search")
 def search_get():
     svc = service()
-    fields = Fields.from_query_string(request.args.items(multi=True))
-    params = parse_search(fields, svc.aggregations, svc.default_aggregation, svc.genres, svc.types)
+    params = parse_search(query_fields(), svc.aggregations, svc.default_aggregation, svc.genres, svc.types)
     return jsonify(svc.search(params))
 
 
@@ -82,8 +81,8 @@ def anime(raw_id: str):
 def similar(raw_id: str):
     svc = service()
     anime_id = parse_anime_id(raw_id)
-    fields = Fields.from_query_string(request.args.items(multi=True))
-    limit = parse_int(fields, "limit", config.DEFAULT_LIMIT, 1, config.MAX_LIMIT)
+    fields = query_fields()
+    limit = fields.integer("limit", config.DEFAULT_LIMIT, 1, config.MAX_LIMIT)
     filters = parse_filters(fields, svc.genres, svc.types)
     return jsonify(svc.similar(anime_id, limit, filters))
 
@@ -102,5 +101,6 @@ def meta():
 def openapi():
     svc = service()
     rate_limit = current_app.config["RATE_LIMIT"] if current_app.config["RATE_LIMIT_ENABLED"] else None
-    return jsonify(openapi_spec(svc.aggregations, svc.default_aggregation, rate_limit))
+    return jsonify(openapi_spec(svc.aggregations, svc.default_aggregation, rate_limit, genres=svc.genres,
+                                types=svc.types, max_body_bytes=int(current_app.config["MAX_CONTENT_LENGTH"])))
 

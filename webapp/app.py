@@ -1,9 +1,10 @@
-"""The Flask application factory: one recommender, JSON everywhere, limits, CORS, request logging, gzip."""
+"""The Flask application factory: one recommender, JSON everywhere, limits, CORS, security headers, logging, gzip."""
 
 from __future__ import annotations
 
 import gzip
 import logging
+import math
 import re
 import time
 import uuid
@@ -19,6 +20,7 @@ from recommender import config as rconfig
 from recommender.errors import IndexNotFoundError
 from webapp.api_v1 import api_v1
 from webapp.errors import register_error_handlers
+from webapp.headers import SECURITY_HEADERS
 from webapp.page import page
 from webapp.reference import reference
 from webapp.service import SearchService
@@ -35,18 +37,28 @@ DEFAULTS: dict[str, object] = {
     "RATE_LIMIT": "10 per second",
     "RATE_LIMIT_ENABLED": True,
     "RATE_LIMIT_STORAGE": "memory://",
-    #: "*" or a list of allowed origins for the API and the reference route.
-    "CORS_ORIGINS": "*",
+    #: Origins browsers may call the API and the reference route from: a list, or "*" for any (never "null").
+    #: The default is where the reference frontend's development server runs (``npm start``).
+    "CORS_ORIGINS": ["http://localhost:3000", "http://127.0.0.1:3000"],
     "GZIP": True,
     "GZIP_MIN_BYTES": 1024,
     #: Search bodies are a few hundred bytes; anything near this is abuse.
     "MAX_CONTENT_LENGTH": 64 * 1024,
     "WEB_DIR": str(rconfig.PROJECT_ROOT / "web"),
     "LOG_REQUESTS": True,
+    #: Seconds between checks for a rebuilt index (its manifest changed), which is then loaded and swapped in;
+    #: 0 turns the watcher off. ``python api.py`` checks every 5 s.
+    "RELOAD_INTERVAL_S": 0.0,
 }
 
-#: Endpoints that are never rate limited: the page and its assets, and the health probe.
-UNLIMITED_ENDPOINTS = frozenset({"page.index", "page.asset", "api_v1.health"})
+#: Endpoints that are never rate limited: the page and its assets, the health probe and the API description.
+UNLIMITED_ENDPOINTS = frozenset({"page.index", "page.asset", "api_v1.health", "api_v1.openapi"})
+#: Methods any route has; CORS advertises these and no others.
+CORS_METHODS = ["GET", "POST"]
+#: What "*" allows: any http(s) origin, echoed back, but never "null".
+ANY_WEB_ORIGIN = re.compile(r"https?://[^/\s]+", re.IGNORECASE)
+#: Characters of a request's query string kept in the access log.
+LOGGED_QUERY_CHARS = 200
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _COMPRESSIBLE = ("application/json", "text/html", "text/css", "text/javascript", "application/javascript")
 
@@ -90,6 +102,52 @@ def _finish_request(response):
     return response
 
 
+def _final_headers(response):
+    """Security headers on every response; ``Retry-After`` on a 429 only, as a whole number of seconds ≥ 1.
+
+    Registered before the rate limiter so that it runs after the limiter has added its headers.
+    """
+    response.headers.update(SECURITY_HEADERS)
+    retry_after = response.headers.get("Retry-After")
+    if response.status_code != 429:
+        response.headers.pop("Retry-After", None)
+    else:
+        try:
+            seconds = math.ceil(float(retry_after))
+        except (TypeError, ValueError):
+            seconds = 1
+        response.headers["Retry-After"] = str(max(1, seconds))
+    return response
+
+
+def cors_origins(origins: object) -> list[str | re.Pattern]:
+    """The allowed CORS origins: ``scheme://host[:port]`` strings, or for "*" any http(s) origin.
+
+    Raises:
+        ValueError: ``null`` (sandboxed pages and files send it; allowing it allows everyone), or a malformed origin.
+    """
+    if origins == "*" or origins == ["*"]:
+        return [ANY_WEB_ORIGIN]
+    listed = [origins] if isinstance(origins, str) else list(origins or [])
+    for origin in listed:
+        if origin.strip().lower() == "null":
+            raise ValueError("CORS origin 'null' is refused: any sandboxed page or local file would be allowed")
+        if not re.fullmatch(r"https?://[A-Za-z0-9.\-\[\]:]+", origin):
+            raise ValueError(f"CORS origin {origin!r} is not of the form scheme://host[:port]")
+    return listed
+
+
+def _log_line(response):
+    elapsed_ms = (time.perf_counter() - g.get("started", time.perf_counter())) * 1e3
+    query = request.query_string.decode("latin-1")
+    if len(query) > LOGGED_QUERY_CHARS:  # a 5,000-character query must not flood the log
+        query = f"{query[:LOGGED_QUERY_CHARS]}…(+{len(query) - LOGGED_QUERY_CHARS} chars)"
+    path = request.path[:LOGGED_QUERY_CHARS] + (f"?{query}" if query else "")
+    log.info("%s %s %s %d %.1fms %s", g.get("request_id", "-"), request.method, path, response.status_code,
+             elapsed_ms, request.remote_addr)
+    return response
+
+
 def create_app(config: Mapping[str, object] | None = None) -> Flask:
     """Build the application around one loaded recommender.
 
@@ -101,14 +159,20 @@ def create_app(config: Mapping[str, object] | None = None) -> Flask:
         IndexNotFoundError, IndexMismatchError, ModelNotFoundError: the index cannot be loaded.
     """
     settings = {**DEFAULTS, **(config or {})}
+    origins = cors_origins(settings["CORS_ORIGINS"])
     recommender = _load_recommender(settings)
 
     app = Flask(__name__, static_folder=None)
     app.config.update({k: v for k, v in settings.items() if k != "RECOMMENDER"})
-    app.extensions["anime_search"] = SearchService(recommender)
+    service = SearchService(recommender, index_dir=settings.get("INDEX_DIR"), model=settings.get("MODEL"),
+                            device=settings.get("DEVICE"))
+    app.extensions["anime_search"] = service
+    service.watch(float(settings["RELOAD_INTERVAL_S"]))
 
-    # Before the limiter's own hook, so a refused request still gets an id and a timing.
+    # Before the limiter's own hooks, so a refused request still gets an id and a timing, and so that
+    # _final_headers (after_request functions run last-registered first) sees the limiter's headers.
     app.before_request(_start_request)
+    app.after_request(_final_headers)
     Limiter(
         get_remote_address, app=app,
         # One budget per client across all routes (default_limits would give every route its own).
@@ -118,8 +182,8 @@ def create_app(config: Mapping[str, object] | None = None) -> Flask:
         headers_enabled=True,
         enabled=bool(settings["RATE_LIMIT_ENABLED"]),
     )
-    origins = settings["CORS_ORIGINS"]
     CORS(app, resources={r"/api/*": {"origins": origins}, r"/search": {"origins": origins}},
+         methods=CORS_METHODS, vary_header=True,
          expose_headers=["Retry-After", "X-Request-ID", "X-RateLimit-Limit", "X-RateLimit-Remaining",
                          "X-RateLimit-Reset"])
 
@@ -132,11 +196,5 @@ def create_app(config: Mapping[str, object] | None = None) -> Flask:
         app.after_request(_gzip)
     app.after_request(_finish_request)
     if settings["LOG_REQUESTS"]:
-        @app.after_request
-        def _log(response):
-            elapsed_ms = (time.perf_counter() - g.get("started", time.perf_counter())) * 1e3
-            path = request.full_path.rstrip("?")[:300]  # a long query must not flood the log
-            log.info("%s %s %s %d %.1fms %s", g.get("request_id", "-"), request.method, path,
-                     response.status_code, elapsed_ms, request.remote_addr)
-            return response
+        app.after_request(_log_line)
     return app

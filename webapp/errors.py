@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, g, jsonify
+from flask import Flask, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from recommender.errors import RecommenderError
@@ -49,6 +49,10 @@ class ApiError(Exception):
         self.message = message
 
 
+#: The reference frontend's route: its errors also carry an empty result list (see :func:`_respond`).
+REFERENCE_PATH = "/search"
+
+
 def error_body(code: str, message: str, request_id: str | None = None) -> dict:
     """The JSON document of an error response."""
     error = {"code": code, "message": message}
@@ -58,7 +62,11 @@ def error_body(code: str, message: str, request_id: str | None = None) -> dict:
 
 
 def _respond(status: int, code: str, message: str, headers: dict | None = None):
-    response = jsonify(error_body(code, message, g.get("request_id")))
+    body = error_body(code, message, g.get("request_id"))
+    if request.path == REFERENCE_PATH:
+        # The reference frontend calls results.map() on whatever comes back; without a list the page goes blank.
+        body["results"] = []
+    response = jsonify(body)
     response.status_code = status
     for name, value in (headers or {}).items():
         response.headers[name] = value
