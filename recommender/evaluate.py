@@ -197,13 +197,15 @@ def rank_queries(recommender, texts: Sequence[str], aggregations: Sequence[str],
         vectors = recommender.encoder.encode(batch, batch_size=batch_size)
         for text, vector, dense in zip(batch, vectors, retriever.dense(vectors, settings.top_n, allowed),
                                        strict=True):
-            plain = retriever.dense_hits(dense, similarity_unit(vector, settings))
-            fused = retriever.fused_hits(text, vector, dense, allowed, settings) if fused_needed else plain
+            once = reranker is None
+            plain = retriever.dense_hits(dense, similarity_unit(vector, settings), once)
+            fused = retriever.fused_hits(text, vector, dense, allowed, settings, once) if fused_needed else plain
             if reranker is not None:
                 plain, fused = (reranker.rerank(text, hits, recommender.hit_text) for hits in (plain, fused))
             for name in aggregations:
                 hits = plain if name == "count" else fused
-                out[name].append(_ranked_ids(recommender.rank(hits, name, review_counts=review_counts)))
+                out[name].append(_ranked_ids(recommender.rank(hits, name, review_counts=review_counts,
+                                                              deduplicated=once)))
     return out
 
 

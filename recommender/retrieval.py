@@ -87,10 +87,20 @@ class Retriever:
         order = np.lexsort((holders, -scores))[:settings.lexical_depth]
         return np.setdiff1d(holders[order], dense_rows).astype(np.int64)
 
-    def hits(self, candidates: Candidates, order: np.ndarray, scores: np.ndarray) -> list[Hit]:
-        """Hits for ``candidates[order]``: ``similarity`` is the ranking score, ``cosine`` the model's similarity."""
+    def hits(self, candidates: Candidates, order: np.ndarray, scores: np.ndarray,
+             one_per_review: bool = False) -> list[Hit]:
+        """Hits for ``candidates[order]``: ``similarity`` is the ranking score, ``cosine`` the model's similarity.
+
+        With ``one_per_review`` only each review's best passage is kept and ranks are
+        renumbered — what :func:`~recommender.aggregate.best_hit_per_review` does, done
+        on arrays before any :class:`Hit` is made.
+        """
         rows = candidates.rows[order]
         reviews = np.where(rows >= 0, self.data.row_review[np.maximum(rows, 0)], -1)
+        if one_per_review:
+            keys = np.where(rows >= 0, reviews, -1 - candidates.anime[order])  # a synopsis is its own "review"
+            first = np.sort(np.unique(keys, return_index=True)[1])
+            order, rows, reviews = order[first], rows[first], reviews[first]
         review_ids = self.review_ids(reviews)
         anime = candidates.anime[order]
         model_sims = candidates.similarity[order]
@@ -105,19 +115,19 @@ class Retriever:
         ids = self.data.reviews.take_ids(np.maximum(positions, 0))
         return [rid if p >= 0 else None for rid, p in zip(ids, positions, strict=True)]
 
-    def dense_hits(self, dense: tuple[np.ndarray, np.ndarray], unit: float) -> list[Hit]:
+    def dense_hits(self, dense: tuple[np.ndarray, np.ndarray], unit: float, one_per_review: bool = False) -> list[Hit]:
         """The dense hits alone (what the reference ``count`` vote reads), similarity in cosine units."""
         sims, rows = dense
         candidates = Candidates(rows=rows.astype(np.int64), anime=self.data.row_anime[rows], similarity=sims,
                                 lexical=np.zeros(len(rows), np.float32), dense=np.ones(len(rows), dtype=bool))
-        return self.hits(candidates, np.arange(len(rows)), sims.astype(np.float64) / unit)
+        return self.hits(candidates, np.arange(len(rows)), sims.astype(np.float64) / unit, one_per_review)
 
     def fused_hits(self, query: str, vector: np.ndarray, dense: tuple[np.ndarray, np.ndarray], allowed: Allowed,
-                   settings: SearchConfig) -> list[Hit]:
+                   settings: SearchConfig, one_per_review: bool = False) -> list[Hit]:
         """Dense, lexical and synopsis candidates fused and ranked (see :mod:`recommender.fusion`)."""
         candidates = self.candidates(query, vector, dense, allowed, settings)
         order, fused = fuse(candidates, unit=similarity_unit(vector, settings),
                             synopsis_weight=settings.synopsis_weight, lexical_weight=settings.lexical_weight,
                             top_n=settings.top_n)
-        return self.hits(candidates, order, fused)
+        return self.hits(candidates, order, fused, one_per_review)
 

@@ -146,11 +146,14 @@ class Recommender:
         return [self.retriever.fused_hits(q, v, d, allowed, settings)
                 for q, v, d in zip(queries, vectors, dense, strict=True)]
 
-    def rank(self, hits: list[Hit], aggregation: str | None = None,
-             review_counts: dict[int, int] | None = None) -> list[AnimeScore]:
-        """Aggregate one query's hits into ranked anime (one hit per review, popularity from the index)."""
+    def rank(self, hits: list[Hit], aggregation: str | None = None, review_counts: dict[int, int] | None = None,
+             deduplicated: bool = False) -> list[AnimeScore]:
+        """Aggregate one query's hits into ranked anime (one hit per review, popularity from the index).
+
+        ``deduplicated``: the hits already hold one passage per review, ranked 0.. in order.
+        """
         aggregation = aggregation or self.settings.aggregation
-        return aggregate(best_hit_per_review(hits), aggregation,
+        return aggregate(hits if deduplicated else best_hit_per_review(hits), aggregation,
                          review_counts=self.review_counts if review_counts is None else review_counts,
                          **self.settings.aggregation_params(aggregation))
 
@@ -191,15 +194,16 @@ class Recommender:
         t1 = time.perf_counter()
         dense = self.retriever.dense(vector, top_n, allowed)[0]
         t2 = time.perf_counter()
+        deduplicated = reranker is None  # a reranker sees every passage, then the best per review counts
         if aggregation == "count":
-            hits = self.retriever.dense_hits(dense, similarity_unit(vector, settings))
+            hits = self.retriever.dense_hits(dense, similarity_unit(vector, settings), deduplicated)
         else:
-            hits = self.retriever.fused_hits(query, vector, dense, allowed, settings)
+            hits = self.retriever.fused_hits(query, vector, dense, allowed, settings, deduplicated)
         t3 = time.perf_counter()
         if reranker is not None:
             hits = reranker.rerank(query, hits, self.hit_text)
         t4 = time.perf_counter()
-        ranked = self.rank(hits, aggregation)
+        ranked = self.rank(hits, aggregation, deduplicated=deduplicated)
         t5 = time.perf_counter()
         results = [self._result(entry, query, vector) for entry in ranked[offset:offset + limit]]
         t6 = time.perf_counter()

@@ -63,3 +63,11 @@ def fused_reference(recommender, query: str, vector: np.ndarray, top_n: int) -> 
                 for (key, base, _), lex in zip(docs, lexical, strict=True)}
     weakest = min(expected[key] for key, _, position in docs[:len(rows)])
     return {key: s for key, s in expected.items() if key[1] >= 0 or len(rows) < top_n or s >= weakest}
+
+
+def sentence_weights_reference(text: str, sentences, query: str) -> list[int]:
+    """Distinct query terms per sentence, by tokenising every sentence (the definition the fast path keeps)."""
+    from recommender.evidence import WORD, query_terms, stem
+
+    terms = query_terms(query)
+    return [len(terms & {stem(w) for w in WORD.findall(text[a:b].lower())}) for a, b in sentences]

@@ -188,3 +188,19 @@ def test_count_uses_the_plain_dense_hits(tiny_recommender):
     expected = sorted(((a, len(r)) for a, r in votes.items()), key=lambda kv: -kv[1])[:3]
     assert [(r.anime_id, r.count) for r in response.results] == expected  # stable sort keeps retrieval order
     assert [r.score for r in response.results] == [float(n) for _, n in expected]
+
+
+def test_one_hit_per_review_on_arrays_equals_best_hit_per_review(tiny_recommender):
+    rec = tiny_recommender
+    for query in ("space cowboys and jazz", "a cozy camping trip with friends", "volleyball"):
+        vector = rec.encoder.encode([query])[0]
+        for aggregation in ("soft", "count"):
+            every = rec.hits([query], vector[None, :], 60, aggregation=aggregation)[0]
+            dense = rec.retriever.dense(vector, 60, rec.allowed(None))[0]
+            if aggregation == "count":
+                once = rec.retriever.dense_hits(dense, 1.0, one_per_review=True)
+            else:
+                once = rec.retriever.fused_hits(query, vector, dense, rec.allowed(None), rec.settings.replace(top_n=60),
+                                                one_per_review=True)
+            assert once == best_hit_per_review(every)
+            assert rec.rank(once, aggregation, deduplicated=True) == rec.rank(every, aggregation)

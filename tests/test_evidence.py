@@ -123,3 +123,21 @@ def test_an_anime_found_by_its_synopsis_alone_still_shows_its_closest_reviews(ti
     sims = rec.encoder.encode([rec.chunk_text(r) for r in rows]) @ vector
     best_review = rec.data.reviews.review_ids()[rec.data.row_review[rows[int(np.argmax(sims))]]]
     assert result.evidence and result.evidence[0].review_id == best_review
+
+
+def test_sentence_weights_fast_path_equals_tokenising_every_sentence(tiny_recommender):
+    from recommender.evidence import sentence_weights
+    from tests.reference import sentence_weights_reference
+
+    rec = tiny_recommender
+    queries = ["Friends laughing together, CAMPING trips!", "the pirates' captain's crews", "cooking studies",
+               "dark detective stories in Tokyo", "it's a volleyball team's training"]
+    rng = np.random.default_rng(3)
+    for row in rng.choice(rec.index.ntotal, 120, replace=False):
+        text = rec.data.reviews.text(rec.data.row_review[row])
+        start, end = int(rec.data.row_start[row]), int(rec.data.row_end[row])
+        sentences = sentence_spans(text, start, end)
+        for query in queries:
+            terms = query_terms(query)
+            if sentences and terms:
+                assert sentence_weights(text, sentences, terms) == sentence_weights_reference(text, sentences, query)
