@@ -45,6 +45,7 @@ recall/speed trade-off of approximate index types somewhat). Measure quality wit
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import logging
@@ -56,7 +57,6 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -107,7 +107,7 @@ def split_sentences(text: str) -> list[str]:
 
 
 # ---- the real data -----------------------------------------------------------------------------------
-@dataclass
+@dataclasses.dataclass
 class RealData:
     """What the generator takes from the shared MAL data (read-only, never copied into the repository)."""
 
@@ -211,7 +211,7 @@ def choose_anime(records: Sequence[dict], n_anime: int) -> list[Anime]:
 
 
 # ---- sentences ---------------------------------------------------------------------------------------
-@dataclass
+@dataclasses.dataclass
 class SentencePools:
     """The distinct sentences the texts are made of, grouped by the real anime they came from."""
 
@@ -274,7 +274,7 @@ def synopsis_sentences(anime: Sequence[Anime]) -> list[str]:
 
 
 # ---- review generation -------------------------------------------------------------------------------
-@dataclass
+@dataclasses.dataclass
 class GenerationPlan:
     """Everything that fixes the synthetic reviews (apart from the seed)."""
 
@@ -397,7 +397,7 @@ class SentenceTable:
         tmp.replace(path)
 
 
-@dataclass
+@dataclasses.dataclass
 class CompositionCounts:
     """What :class:`ComposedEncoder` did so far."""
 
@@ -548,7 +548,7 @@ def torch_threads(threads: int) -> Iterator[None]:
 
 
 # ---- the corpus --------------------------------------------------------------------------------------
-@dataclass
+@dataclasses.dataclass
 class ScaleCorpus:
     """A built (or reused) reference-size corpus: the store, the encoder to index it with, and its numbers."""
 
@@ -560,26 +560,31 @@ class ScaleCorpus:
     seed: int
     store_checksum: str
     #: Wall seconds per phase of this run (a reused phase costs the time to check it).
-    seconds: dict[str, float] = field(default_factory=dict)
+    seconds: dict[str, float] = dataclasses.field(default_factory=dict)
     #: Generator settings and the corpus's shape (per-anime counts, length quantiles, pool sizes).
-    stats: dict = field(default_factory=dict)
+    stats: dict = dataclasses.field(default_factory=dict)
     reused_store: bool = False
+    #: What the encoder did while building the index last passed to :func:`build_scale_index` (recorded beside
+    #: the index, so a reused index still reports it).
+    index_composition: CompositionCounts | None = None
 
     @property
     def how_vectors_were_made(self) -> str:
         """One paragraph for a benchmark's output: how the vectors were made and what that means."""
-        s, c = self.stats, self.encoder.counts
+        s, c = self.stats, self.index_composition or CompositionCounts()
         real_min = (s.get("sentence_encode_seconds", 0.0) + c.real_seconds) / 60
+        built = (f"The index build composed {c.composed_passages:,} passage vectors and encoded {c.real_passages:,} "
+                 "(no whole known sentence) for real" if self.index_composition
+                 else "What the index build composed was not recorded")
         return (
             f"Vectors are composed, not encoded: {s.get('table_sentences', 0):,} distinct sentences "
             f"({s.get('pool_sentences', 0):,} sampled from the shared reviews, of which every review text is made, "
             f"and the first sentence of each of {s.get('synopsis_sentences', 0):,} synopses) were encoded once by "
             f"{self.encoder.name}; a passage's vector is the mean of its whole sentences' vectors"
             f"{' (re-normalised)' if self.encoder.normalize else ''}, fragments cut at chunk borders left out. "
-            f"So far {c.composed_passages:,} passages were composed and {c.real_passages:,} (no whole known "
-            f"sentence) encoded for real; real encoding took {real_min:.1f} min in all. Queries are encoded by the "
-            "real model. Load time, memory and latency measured on this corpus are real; retrieval quality on it "
-            "means little (texts are shuffled sentences of other anime's reviews)."
+            f"{built}; real encoding took {real_min:.1f} min in all. Queries are encoded "
+            "by the real model. Load time, memory and latency measured on this corpus are real; retrieval quality "
+            "on it means little (texts are shuffled sentences of other anime's reviews)."
         )
 
 
@@ -673,9 +678,17 @@ def build_scale_index(corpus: ScaleCorpus, out: str | Path | None = None, *, ind
     started = time.perf_counter()
     if rebuild and out.exists():
         shutil.rmtree(out)
-    if not _index_matches(out, corpus, index_type):
+    record = out.with_name(out.name + ".composition.json")
+    if _index_matches(out, corpus, index_type):
+        recorded = _read_stamp(record)
+        corpus.index_composition = CompositionCounts(**recorded) if recorded else None
+    else:
+        before = dataclasses.asdict(corpus.encoder.counts)
         build_index(corpus.store, out=out, index_type=index_type, encoder=corpus.encoder, progress=progress,
                     **build_options)
+        after = dataclasses.asdict(corpus.encoder.counts)
+        corpus.index_composition = CompositionCounts(**{k: after[k] - before[k] for k in after})
+        _write_stamp(record, dataclasses.asdict(corpus.index_composition))
     corpus.seconds["index"] = time.perf_counter() - started
     return out
 
@@ -808,15 +821,18 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nPhases ({'store reused' if corpus.reused_store else 'store generated'}; {load_average()} at the end, "
           "machine shared):\n")
     print(markdown_table(["phase", "seconds"], rows))
+    built = corpus.index_composition or CompositionCounts()
     facts = [["reviews", f"{corpus.reviews:,}"], ["anime", f"{corpus.anime:,}"],
              ["store MiB", f"{corpus.store.stat().st_size / 2**20:,.0f}"],
              ["distinct sentences in table", f"{corpus.stats['table_sentences']:,}"],
              ["sentences encoded this run", f"{corpus.stats['sentences_encoded_now']:,} in "
                                             f"{corpus.stats['sentence_encode_seconds']:.0f} s "
                                             f"({corpus.stats['encode_threads']} torch thread(s))"],
-             ["passages composed / encoded for real", f"{corpus.encoder.counts.composed_passages:,} / "
-                                                      f"{corpus.encoder.counts.real_passages:,}"],
-             ["chunk-border fragments skipped", f"{corpus.encoder.counts.fragments_skipped:,}"]]
+             ["index build: passages composed / encoded for real", f"{built.composed_passages:,} / "
+                                                                   f"{built.real_passages:,}"],
+             ["index build: chunk-border fragments skipped", f"{built.fragments_skipped:,}"],
+             ["index build: token offsets composed / from the tokenizer", f"{built.composed_offsets:,} / "
+                                                                         f"{built.real_offsets:,}"]]
     if index_dir is not None:
         manifest = json.loads((index_dir / MANIFEST).read_text())
         facts[2:2] = [["chunks", f"{manifest['counts']['chunks']:,}"],

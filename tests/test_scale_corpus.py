@@ -122,9 +122,14 @@ def test_built_index_loads_and_answers(corpus, minilm_encoder):
         anime_ids = {a.anime_id for a in store.iter_anime()}
     assert response.results and {r.anime_id for r in response.results} <= anime_ids
     assert any(r.evidence for r in response.results)  # a match from a synopsis alone has no review line
+    built = corpus.index_composition
+    assert built.composed_passages + built.real_passages == recommender.manifest["counts"]["chunks"] + 20
+    assert f"composed {built.composed_passages:,} passage vectors" in corpus.how_vectors_were_made
     manifest = (out / "manifest.json").stat().st_mtime_ns
+    corpus.index_composition = None
     assert scale_corpus.build_scale_index(corpus, index_type="flat", progress=False) == out
     assert (out / "manifest.json").stat().st_mtime_ns == manifest  # same store and model: reused
+    assert corpus.index_composition == built  # and what its build did is still known
 
 
 def test_out_dir_inside_the_repository_is_refused(tmp_path):
