@@ -53,6 +53,9 @@ def test_rerun_with_same_settings_reuses_the_store(corpus, minilm_encoder, share
     before = corpus.store.stat().st_mtime_ns
     reused = build(corpus.work_dir, minilm_encoder, shared_data)
     assert reused.reused_store and reused.stats["sentences_encoded_now"] == 0
+    # the time the table once took is kept with it, for the "how vectors were made" paragraph
+    assert reused.encoder.table.encode_seconds == pytest.approx(corpus.encoder.table.encode_seconds)
+    assert reused.encoder.table.encode_seconds > 0
     assert corpus.store.stat().st_mtime_ns == before and reused.store_checksum == corpus.store_checksum
 
 
