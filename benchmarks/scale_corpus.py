@@ -76,9 +76,11 @@ from _common import load_average, markdown_table  # noqa: E402
 from recommender import config  # noqa: E402
 from recommender.build import MANIFEST, build_index, synopsis_text  # noqa: E402
 from recommender.encoder import Encoder  # noqa: E402
+from recommender.errors import RecommenderError  # noqa: E402
+from recommender.index import INDEX_TYPES  # noqa: E402
 from scraping.importers import BadRow, anime_from_json  # noqa: E402
 from scraping.models import Anime, Review  # noqa: E402
-from scraping.store import Store  # noqa: E402
+from scraping.store import Store, StoreError  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -807,10 +809,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sentences", type=int, default=DEFAULT_SENTENCES,
                         help="distinct review sentences to encode and build texts from (default %(default)s)")
     parser.add_argument("--model", default=None, help="encoder (default: newest adapted model, else MiniLM)")
-    parser.add_argument("--index-type", default="flat", help="index type to build (default %(default)s)")
+    parser.add_argument("--index-type", default="flat", choices=INDEX_TYPES,
+                        help="index type to build (default %(default)s)")
     parser.add_argument("--no-index", action="store_true", help="build the store and sentence table only")
     parser.add_argument("--rebuild-index", action="store_true", help="rebuild the index even if it matches")
     args = parser.parse_args(argv)
+    if not 1 <= args.anime <= args.reviews or args.sentences < 1:
+        parser.error("need --reviews >= --anime >= 1 and --sentences >= 1")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     out = Path(args.out)
@@ -824,7 +829,7 @@ def main(argv: list[str] | None = None) -> int:
         index_dir = None
         if not args.no_index:
             index_dir = build_scale_index(corpus, index_type=args.index_type, rebuild=args.rebuild_index)
-    except (FileNotFoundError, ValueError) as exc:
+    except (FileNotFoundError, ValueError, RecommenderError, StoreError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     total = time.perf_counter() - started
