@@ -395,15 +395,17 @@ class SentenceTable:
         missing = sorted((s for s in wanted if s not in known), key=len)  # similar lengths batch with less padding
         started = time.perf_counter()
         bar = tqdm(total=len(missing), desc="encoding sentences", unit="sentence", disable=not progress)
+        total_seconds = spent
         for lo in range(0, len(missing), save_every):
             part = missing[lo:lo + save_every]
             known.update(zip(part, encoder.encode(part, batch_size=batch_size), strict=True))
-            cls._save(path, known, spent + time.perf_counter() - started)  # a killed run keeps what it encoded
+            total_seconds = spent + time.perf_counter() - started
+            cls._save(path, known, total_seconds)  # a killed run keeps what it encoded
             bar.update(len(part))
         bar.close()
         seconds = time.perf_counter() - started
         vectors = np.stack([known[s] for s in wanted]) if wanted else np.zeros((0, encoder.dim), np.float32)
-        return cls(wanted, vectors.astype(np.float32), spent + seconds), len(missing), seconds
+        return cls(wanted, vectors.astype(np.float32), total_seconds), len(missing), seconds
 
     @staticmethod
     def _save(path: Path, known: dict[str, np.ndarray], encode_seconds: float) -> None:
