@@ -1,4 +1,4 @@
-"""The reference-size benchmark corpus (benchmarks/scale_corpus.py) at a tiny scale: 300 reviews of 20 anime."""
+"""The reference-size benchmark corpus (benchmarks/scale_corpus.py, composed_encoder.py) at 300 reviews of 20 anime."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
+import composed_encoder  # noqa: E402
 import scale_corpus  # noqa: E402
 
 from recommender.search import Recommender  # noqa: E402
@@ -23,7 +24,7 @@ def build(work_dir: Path, encoder, shared_data: Path, seed: int = 0, table_from:
     """A tiny corpus; ``table_from`` lends it an already encoded sentence table (the encoding is the slow part)."""
     if table_from is not None:
         work_dir.mkdir(parents=True, exist_ok=True)
-        table = scale_corpus.SentenceTable.path_for(table_from, encoder)
+        table = composed_encoder.SentenceTable.path_for(table_from, encoder)
         shutil.copy(table, work_dir / table.name)
     return scale_corpus.build_scale_corpus(work_dir, seed=seed, encoder=encoder, data_dir=shared_data,
                                            progress=False, **SIZE)
@@ -86,7 +87,7 @@ def test_composed_vectors_are_unit_means_of_their_sentence_vectors(corpus, minil
     passages = [text[len(text) // 3:] for text in texts]  # most start with a cut sentence: a fragment to skip
     vectors = encoder.encode(texts + passages)
     for text, vector in zip(texts + passages, vectors, strict=True):
-        rows = [table.row_of[s] for s in scale_corpus.split_sentences(text) if s in table.row_of]
+        rows = [table.row_of[s] for s in composed_encoder.split_sentences(text) if s in table.row_of]
         expected = table.vectors[rows].astype(np.float64).mean(axis=0)
         expected /= np.linalg.norm(expected)
         np.testing.assert_allclose(vector, expected, atol=1e-5)
