@@ -77,8 +77,8 @@ def prepare_index(args: argparse.Namespace) -> tuple[Path, dict]:
     from recommender.build import default_index_type
 
     work = Path(args.work)
-    corpus = build_scale_corpus(work / "corpus", reviews=args.reviews, anime=args.anime, progress=not args.json)
-    flat = Path(build_scale_index(corpus, work / "index-flat", index_type="flat"))
+    corpus = build_scale_corpus(work, reviews=args.reviews, anime=args.anime, progress=not args.json)
+    flat = Path(build_scale_index(corpus, work / "index-flat", index_type="flat", progress=not args.json))
     manifest = json.loads((flat / "manifest.json").read_text())
     index_type = args.index_type or default_index_type(manifest["counts"]["chunks"])
     info = {"corpus": corpus.how_vectors_were_made, "corpus_seconds": corpus.seconds}

@@ -81,7 +81,7 @@ from composed_encoder import (  # noqa: E402
 )
 
 from recommender import config  # noqa: E402
-from recommender.build import MANIFEST, build_index, synopsis_text  # noqa: E402
+from recommender.build import FORMAT_VERSION, MANIFEST, build_index, synopsis_text  # noqa: E402
 from recommender.encoder import Encoder  # noqa: E402
 from recommender.errors import RecommenderError  # noqa: E402
 from recommender.index import INDEX_TYPES  # noqa: E402
@@ -500,7 +500,8 @@ def build_scale_index(corpus: ScaleCorpus, out: str | Path | None = None, *, ind
 def _index_matches(out: Path, corpus: ScaleCorpus, index_type: str) -> bool:
     try:
         manifest = json.loads((out / MANIFEST).read_text())
-        return (manifest["store"]["checksum"] == corpus.store_checksum
+        return (manifest.get("format_version") == FORMAT_VERSION
+                and manifest["store"]["checksum"] == corpus.store_checksum
                 and manifest["index"]["type"] == index_type
                 and manifest["model"]["sha256"] == corpus.encoder.sha256)
     except (OSError, ValueError, KeyError, TypeError):
