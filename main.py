@@ -111,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     try:
+        from recommender.backends import default_backend
         from recommender.encoder import Encoder
         from recommender.search import Recommender
 
@@ -118,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
             recommender = Recommender.load(args.index, model=args.model)
         else:
             print("Loading the model…", file=sys.stderr)
-            encoder = Encoder.load(args.model)
+            encoder = Encoder.load(args.model, backend=default_backend())
             index_dir = ensure_default_index(Path(args.db), encoder, sys.stderr)
             recommender = Recommender.load(index_dir, encoder=encoder)
         counts = recommender.health()["counts"]

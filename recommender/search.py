@@ -28,6 +28,7 @@ from recommender.build import (
     recover_interrupted_swap,
     synopsis_text,
 )
+from recommender.backends import manifest_backend
 from recommender.encoder import Encoder
 from recommender.errors import (
     IndexMismatchError,
@@ -181,7 +182,7 @@ class Recommender:
         if encoder is None:
             recorded = manifest["model"]
             choice = model or (recorded["path"] if Path(recorded["path"]).exists() else recorded["name"])
-            encoder = Encoder.load(choice, device=device)
+            encoder = Encoder.load(choice, device=device, backend=manifest_backend(manifest))
         if encoder.sha256 != manifest["model"]["sha256"] or encoder.dim != manifest["dim"]:
             raise IndexMismatchError(
                 f"{index_dir} was built with model {manifest['model']['name']} ({manifest['dim']}-d,"
