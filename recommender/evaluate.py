@@ -299,15 +299,9 @@ def score_similar(recommender, targets: Mapping[int, set[int]], k: int = 10) -> 
 
 
 # ---- in-memory index for training-time evaluation -------------------------------------------
-def in_memory_recommender(encoder, reviews: Sequence, batch_size: int = config.ENCODE_BATCH_SIZE):
-    """A :class:`Recommender` over ``reviews`` (``scraping.models.Review``) with a flat index built in memory.
-
-    Chunks exactly as ``python -m recommender build`` does (same window and
-    overlap), so the numbers match an index built on disk with the same model.
-    """
-    from recommender.search import Recommender
-
-    reviews = [r for r in reviews if r.text and r.text.strip()]
+def review_chunks(encoder, reviews: Sequence) -> tuple[pd.DataFrame, list[str]]:
+    """The chunk table of ``reviews`` (``scraping.models.Review`` with text) and each chunk's passage, cut exactly
+    as ``python -m recommender build`` cuts them (same window and overlap)."""
     rows = [(c.review_id, c.anime_id, c.chunk_no, c.start, c.end) for c in chunk_reviews(
         ((r.review_id, r.anime_id, r.text) for r in reviews), encoder.token_offsets, encoder.tokens_per_chunk,
         config.CHUNK_OVERLAP_TOKENS)]
@@ -316,7 +310,13 @@ def in_memory_recommender(encoder, reviews: Sequence, batch_size: int = config.E
     text_of = {r.review_id: r.text for r in reviews}
     passages = [text_of[rid][a:b] for rid, a, b in zip(chunks["review_id"], chunks["start"], chunks["end"],
                                                         strict=True)]
-    vectors = encoder.encode(passages, batch_size=batch_size) if passages else np.zeros((0, encoder.dim), np.float32)
+    return chunks, passages
+
+
+def recommender_over(encoder, reviews: Sequence, chunks: pd.DataFrame, vectors: np.ndarray):
+    """A :class:`Recommender` with a flat in-memory index of ``vectors`` (row i = ``chunks`` row i)."""
+    from recommender.search import Recommender
+
     frame = pd.DataFrame({"review_id": [r.review_id for r in reviews], "anime_id": [r.anime_id for r in reviews],
                           "text": [r.text for r in reviews]})
     catalog = {}
@@ -327,6 +327,18 @@ def in_memory_recommender(encoder, reviews: Sequence, batch_size: int = config.E
                 "counts": {"reviews": len(frame), "chunks": len(chunks), "anime": len(catalog)}}
     return Recommender(encoder, VectorIndex.build(vectors, "flat"), manifest, catalog, chunks, frame,
                        chunks["chunk_id"].to_numpy(), centroids, centroid_ids)
+
+
+def in_memory_recommender(encoder, reviews: Sequence, batch_size: int = config.ENCODE_BATCH_SIZE):
+    """A :class:`Recommender` over ``reviews`` (``scraping.models.Review``) with a flat index built in memory.
+
+    Chunks exactly as ``python -m recommender build`` does (same window and
+    overlap), so the numbers match an index built on disk with the same model.
+    """
+    reviews = [r for r in reviews if r.text and r.text.strip()]
+    chunks, passages = review_chunks(encoder, reviews)
+    vectors = encoder.encode(passages, batch_size=batch_size) if passages else np.zeros((0, encoder.dim), np.float32)
+    return recommender_over(encoder, reviews, chunks, vectors)
 
 
 def known_item(encoder, reviews: Sequence, *, max_queries: int = 200, window_words: int = 30, seed: int = 13,

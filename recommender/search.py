@@ -13,6 +13,7 @@ import pandas as pd
 
 from recommender import config
 from recommender.aggregate import AGGREGATIONS, AnimeScore, Hit, aggregate, best_hit_per_review
+from recommender.backends import manifest_backend
 from recommender.build import (
     ANIME_VECTOR_IDS,
     ANIME_VECTORS,
@@ -28,7 +29,6 @@ from recommender.build import (
     recover_interrupted_swap,
     synopsis_text,
 )
-from recommender.backends import manifest_backend
 from recommender.encoder import Encoder
 from recommender.errors import (
     IndexMismatchError,
