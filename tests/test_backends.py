@@ -25,9 +25,16 @@ ONNX_BACKENDS = ("onnx", "onnx-int8", "openvino")
 
 @pytest.fixture(scope="module")
 def cls_dot_model_dir(tmp_path_factory):
-    """A tiny model with CLS pooling and no normalisation (TAS-B's shape: raw dot product)."""
-    return save_tiny_sentence_model(tmp_path_factory.mktemp("models") / "tiny-cls-dot", seed=1, pooling="cls",
+    """A tiny model with CLS pooling, no normalisation and dot-product similarity (TAS-B's shape)."""
+    from sentence_transformers import SentenceTransformer
+
+    path = save_tiny_sentence_model(tmp_path_factory.mktemp("models") / "tiny-cls-dot", seed=1, pooling="cls",
                                     normalize=False)
+    model = SentenceTransformer(str(path), device="cpu")
+    model.similarity_fn_name = "dot"
+    model.save(str(path))
+    assert Encoder.load(str(path), device="cpu").normalize is False
+    return path
 
 
 @pytest.fixture(scope="module", params=["mean-cosine", "cls-dot"])
