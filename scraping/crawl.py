@@ -417,8 +417,9 @@ def cmd_stats(args: argparse.Namespace) -> int:
         failures = store.crawl_failures()
         print(f"store: {args.db}")
         print(f"anime: {store.count_anime()}")
-        print(f"reviews: {store.count_reviews()}")
-        for source, n in store.reviews_per_source().items():
+        sources = store.reviews_per_source()
+        print(f"reviews: {store.count_reviews()}" + (", by source:" if sources else ""))
+        for source, n in sources.items():
             print(f"  {source}: {n}")
         print(f"user recommendations: {len(store.user_recs())}")
         print("crawl URLs: " + ", ".join(f"{s} {counts.get(s, 0)}" for s in ("done", "pending", "failed")))
