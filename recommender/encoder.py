@@ -248,8 +248,9 @@ class Encoder:
             from tqdm.auto import tqdm
 
             bar = tqdm(total=len(texts), desc="encoding", unit="text")
-        for lo in range(0, len(texts), max(1, int(batch_size))):
-            rows = order[lo:lo + batch_size]
+        step = max(1, int(batch_size))
+        for lo in range(0, len(texts), step):
+            rows = order[lo:lo + step]
             out[rows] = self.runner.embed([texts[i] for i in rows])
             if bar is not None:
                 bar.update(len(rows))
