@@ -140,6 +140,7 @@ def main(argv: list[str] | None = None) -> int:
 def console(args: argparse.Namespace, db: Path) -> int:
     """Load (building on first run) and answer queries until the user leaves."""
     try:
+        from recommender.backends import default_backend
         from recommender.encoder import Encoder
         from recommender.search import Recommender
 
@@ -147,7 +148,7 @@ def console(args: argparse.Namespace, db: Path) -> int:
             recommender = Recommender.load(args.index, model=args.model)
         else:
             print("Loading the model…", file=sys.stderr)
-            encoder = Encoder.load(args.model)
+            encoder = Encoder.load(args.model, backend=default_backend())
             index_dir = ensure_default_index(db, encoder, sys.stderr)
             recommender = Recommender.load(index_dir, encoder=encoder)
         counts = recommender.health()["counts"]

@@ -1,6 +1,7 @@
 """Build an index over the shared MAL reviews and time it, then time 200 queries stage by stage.
 
-    python benchmarks/build_and_query.py [--data ../shared/data] [--model NAME] [--sample N] [--out DIR]
+    python benchmarks/build_and_query.py [--data ../shared/data] [--model NAME] [--backend NAME] [--sample N]
+                                         [--out DIR]
 
 Prints a markdown table (build throughput, index size, peak RSS, query latency
 p50/p95 split into encode / search / aggregate) and writes a PNG of the query
@@ -21,7 +22,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from _common import load_average  # noqa: E402
+
 from recommender import config  # noqa: E402
+from recommender.backends import BACKENDS, default_backend  # noqa: E402
 from recommender.build import build_index  # noqa: E402
 from recommender.encoder import Encoder  # noqa: E402
 from recommender.search import Recommender  # noqa: E402
@@ -55,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=str(config.PROJECT_ROOT.parent / "shared" / "data"))
     parser.add_argument("--model", default=None, help="model name or dir (default: the CLI default)")
+    parser.add_argument("--backend", choices=BACKENDS, default=default_backend(),
+                        help="encoder backend (default: %(default)s, the build default here)")
     parser.add_argument("--sample", type=int, default=0, help="index only the first N reviews (0 = all)")
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--top-n", type=int, default=config.DEFAULT_TOP_N)
@@ -79,12 +85,15 @@ def main(argv: list[str] | None = None) -> int:
             db = workdir / "sample.sqlite"
             with Store.open(db) as store:
                 store.upsert_reviews(Review(**{**r.to_dict()}) for r in keep)
-        encoder = Encoder.load(args.model)
+        load_before = load_average()
+        encoder = Encoder.load(args.model, backend=args.backend)
         rss_before = peak_rss_mib()
         report = build_index(db, out=out, encoder=encoder, progress=True)
         rss_build = peak_rss_mib()
+        load_after_build = load_average()
 
-        recommender = Recommender.load(out, encoder=encoder)
+        # Loaded as served: the manifest's backend, config.SERVE_THREADS threads per query.
+        recommender = Recommender.load(out)
         queries = benchmark_queries(args.queries)
         recommender.search("warm-up query", top_n=args.top_n, aggregation=config.DEFAULT_AGGREGATION)
         stages = {"encode": [], "search": [], "aggregate": [], "evidence": [], "total": []}
@@ -95,6 +104,8 @@ def main(argv: list[str] | None = None) -> int:
 
         rows = [
             ("model", encoder.name),
+            ("encoder backend", f"{encoder.backend} ({getattr(encoder.runner, 'precision', '?')})"),
+            ("machine load before → after the build", f"{load_before} → {load_after_build}"),
             ("reviews / chunks / anime", f"{report.reviews} / {report.chunks} / {report.anime}"),
             ("build wall time", f"{report.seconds:.1f} s"),
             ("reviews embedded per s", f"{report.reviews_per_s:.1f}"),

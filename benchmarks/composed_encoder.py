@@ -15,7 +15,7 @@ import os
 import re
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -182,9 +182,10 @@ class ComposedEncoder:
         return list(zip(spans[:, 0].tolist(), spans[:, 1].tolist(), strict=True))
 
     def encode(self, texts: Sequence[str], batch_size: int = config.ENCODE_BATCH_SIZE,
-               show_progress_bar: bool = False) -> np.ndarray:
+               show_progress_bar: bool = False, on_batch: Callable[[int], object] | None = None) -> np.ndarray:
         """Each text's vector: the mean of its whole known sentences' vectors (unit length when the model
-        normalises); a text without one is encoded by the real model."""
+        normalises); a text without one is encoded by the real model. ``on_batch`` hears of every text
+        at the end, as the real encoder reports its batches."""
         texts = list(texts)
         dim = self.encoder.dim
         out = np.zeros((len(texts), dim), dtype=np.float32)
@@ -218,6 +219,8 @@ class ComposedEncoder:
         self.counts.composed_passages += len(composed)
         self.counts.real_passages += len(unknown)
         self.counts.sentences_used += len(rows)
+        if on_batch is not None:
+            on_batch(len(texts))
         return out
 
 

@@ -9,6 +9,7 @@ import os
 import sys
 
 from recommender import config
+from recommender.backends import BACKENDS
 from recommender.errors import InvalidQueryError, RecommenderError
 from recommender.pipes import quiet_on_broken_pipe
 from scraping.store import StoreError
@@ -23,9 +24,12 @@ BAD_INPUT_CODES = ("invalid_parameter", "unknown_aggregation", "unknown_anime")
 
 
 def cmd_build(args: argparse.Namespace) -> int:
+    from recommender.backends import default_backend
     from recommender.build import build_index
+    from recommender.encoder import Encoder
 
-    report = build_index(args.db, model=args.model, out=args.out, index_type=args.index_type,
+    encoder = Encoder.load(args.model, backend=args.backend or default_backend())
+    report = build_index(args.db, encoder=encoder, out=args.out, index_type=args.index_type,
                          index_params={"ef_search": args.ef_search, "nprobe": args.nprobe},
                          batch_size=args.batch_size, progress=not args.quiet)
     print(
@@ -181,6 +185,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ef-search", type=int, help="hnsw: candidate list size (default: calibrated for 98%% recall)")
     p.add_argument("--nprobe", type=int, help="sq8/ivfpq: IVF lists scanned (default: calibrated for 98%% recall)")
     p.add_argument("--batch-size", type=int, default=config.ENCODE_BATCH_SIZE, help="texts per forward pass")
+    p.add_argument("--backend", choices=BACKENDS,
+                   help=f"what computes the embeddings (default: {config.DEFAULT_BACKEND} on a CPU, torch on a GPU;"
+                        " the index's queries are encoded the same way; see benchmarks/encode_backends.py)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_build)
 

@@ -215,31 +215,31 @@ def _plan_chunks(work: Path, key: dict, texts: dict[str, str], anime_of: dict[st
 
 def _embed(work: Path, frame: pd.DataFrame, texts: dict[str, str], encoder: Encoder, batch_size: int,
            shard_size: int, progress: bool) -> tuple[np.ndarray, int, float]:
-    """Embed the planned chunks shard by shard; shards already on disk are loaded, not recomputed."""
+    """Embed the planned chunks shard by shard; shards already on disk are loaded, not recomputed.
+
+    The bar counts the chunks still to embed and moves after every batch, with chunks/s and the time left.
+    """
     shards_dir = work / "shards"
     n = len(frame)
-    starts = range(0, n, shard_size)
+    shards = [(lo, min(lo + shard_size, n), shards_dir / f"shard_{no:06d}.npy")
+              for no, lo in enumerate(range(0, n, shard_size))]
     review_ids, begins, ends = frame["review_id"].to_numpy(), frame["start"].to_numpy(), frame["end"].to_numpy()
-    first_chunk = frame["chunk_no"].to_numpy() == 0
-    parts, resumed = [], 0
-    bar = tqdm(total=int(first_chunk.sum()), desc="embedding", unit="review", disable=not progress)
+    resumed = sum(hi - lo for lo, hi, path in shards if path.exists())
+    parts = []
+    bar = tqdm(total=n - resumed, desc="embedding", unit="chunk", smoothing=0.1, disable=not progress)
+    if resumed:
+        bar.set_postfix(resumed=resumed)
     t0 = time.perf_counter()
-    for shard_no, lo in enumerate(starts):
-        hi = min(lo + shard_size, n)
-        path = shards_dir / f"shard_{shard_no:06d}.npy"
+    for lo, hi, path in shards:
         if path.exists():
             vectors = np.load(path)
-            resumed += hi - lo
         else:
             passages = [texts[review_ids[i]][begins[i]:ends[i]] for i in range(lo, hi)]
-            vectors = encoder.encode(passages, batch_size=batch_size)
+            vectors = encoder.encode(passages, batch_size=batch_size, on_batch=bar.update)
             tmp = path.with_suffix(".tmp.npy")
             np.save(tmp, vectors)
             tmp.rename(path)
         parts.append(vectors)
-        bar.update(int(first_chunk[lo:hi].sum()))
-        elapsed = time.perf_counter() - t0
-        bar.set_postfix(chunks_per_s=f"{(hi - resumed) / elapsed:.1f}" if elapsed else "-")
     bar.close()
     seconds = time.perf_counter() - t0
     dim = encoder.dim

@@ -40,6 +40,9 @@ MAX_QUERY_CHARS = 1000
 #: Tokens shared by consecutive chunks of a long review, so a sentence cut at a border is whole in one of them.
 CHUNK_OVERLAP_TOKENS = 32
 ENCODE_BATCH_SIZE = 64
+#: Encoder backend of builds and of the console on a CPU (a GPU keeps torch); chosen by
+#: benchmarks/encode_backends.py: the fastest whose known-item MRR@10 is within 0.01 of torch fp32.
+DEFAULT_BACKEND = "openvino"
 #: Chunks per saved embedding shard; a killed build loses at most this much work.
 SHARD_SIZE = 2048
 #: Evidence snippets per result and their length.

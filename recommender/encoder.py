@@ -12,13 +12,13 @@ import logging
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from recommender import config
+from recommender import backends, config
 from recommender.errors import ModelNotFoundError
 
 log = logging.getLogger(__name__)
@@ -162,6 +162,7 @@ class EncoderInfo:
     normalize: bool
     pooling: str
     sha256: str
+    backend: str = "torch"
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -173,26 +174,39 @@ class Encoder:
     Load with :meth:`Encoder.load`.
     """
 
-    def __init__(self, model, name: str, path: str, cache_size: int = config.QUERY_CACHE_SIZE) -> None:
+    def __init__(self, model, name: str, path: str, cache_size: int = config.QUERY_CACHE_SIZE,
+                 runner=None) -> None:
         self.model = model
         self.name = name
         self.path = path
         self._sha: str | None = None
+        #: What computes the embeddings (see :mod:`recommender.backends`); the model itself by default.
+        self.runner = runner or backends.TorchRunner(model)
         self._query_cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._cache_size = cache_size
         self._cache_lock = threading.Lock()
 
     @classmethod
-    def load(cls, name_or_dir: str | os.PathLike | None = None, device: str | None = None) -> Encoder:
+    def load(cls, name_or_dir: str | os.PathLike | None = None, device: str | None = None,
+             backend: str = "torch") -> Encoder:
         """Resolve and load a model.
 
         Args:
             name_or_dir: see :func:`resolve_model`.
-            device: ``"cpu"``, ``"cuda"``…; None picks CUDA when available.
+            device: ``"cpu"``, ``"cuda"``…; None picks CUDA when available (the ONNX backends always use the CPU).
+            backend: what computes embeddings, one of :data:`recommender.backends.BACKENDS`. ``torch`` (the
+                library default) runs the model object, so changes made to ``encoder.model`` apply; the others
+                export it to ONNX once (cached) and run that snapshot. The applications use
+                :func:`recommender.backends.default_backend`.
 
         Raises:
             ModelNotFoundError: the model cannot be found or loaded (e.g. a hub name with no internet).
+            BackendUnavailableError: the backend's runtime is missing or the export failed.
+            InvalidParameterError: unknown backend.
         """
+        backends.check_backend(backend)
+        if backend != "torch":
+            device = "cpu"
         resolved = resolve_model(name_or_dir)
         local = Path(resolved).is_dir()
         try:
@@ -205,7 +219,14 @@ class Encoder:
         except Exception as exc:  # the hub client raises many types; all mean "cannot load"
             raise ModelNotFoundError(f"cannot load model {resolved!r}: {exc.__class__.__name__}: {exc}") from exc
         name = str(name_or_dir) if name_or_dir and not local else _display_name(resolved)
-        return cls(model, name=name, path=resolved)
+        encoder = cls(model, name=name, path=resolved)
+        if backend != "torch":
+            encoder.runner = backends.make_runner(backend, model, resolved, encoder.sha256)
+        return encoder
+
+    @property
+    def backend(self) -> str:
+        return self.runner.name
 
     # ---- facts for the manifest --------------------------------------------------------
     @property
@@ -251,7 +272,7 @@ class Encoder:
 
     def info(self) -> EncoderInfo:
         return EncoderInfo(self.name, self.path, self.dim, self.max_seq_length, self.similarity,
-                           self.normalize, self.pooling, self.sha256)
+                           self.normalize, self.pooling, self.sha256, self.backend)
 
     # ---- encoding ----------------------------------------------------------------------
     def token_offsets(self, texts: Sequence[str]) -> list[list[tuple[int, int]]]:
@@ -263,13 +284,39 @@ class Encoder:
         return [[tuple(span) for span in spans] for spans in encoded["offset_mapping"]]
 
     def encode(self, texts: Sequence[str], batch_size: int = config.ENCODE_BATCH_SIZE,
-               show_progress_bar: bool = False) -> np.ndarray:
-        """Embed texts as float32 rows, unit-length when the model's similarity is cosine."""
-        vectors = self.model.encode(
-            list(texts), batch_size=batch_size, show_progress_bar=show_progress_bar,
-            convert_to_numpy=True, normalize_embeddings=self.normalize,
-        )
-        return np.ascontiguousarray(vectors, dtype=np.float32)
+               show_progress_bar: bool = False, on_batch: Callable[[int], object] | None = None) -> np.ndarray:
+        """Embed texts as float32 rows, unit-length when the model's similarity is cosine.
+
+        Texts are batched longest first, so a batch holds texts of similar length and little padding
+        (what sentence-transformers does within one call, here across the whole input).
+
+        Args:
+            texts: what to embed.
+            batch_size: texts per forward pass.
+            show_progress_bar: a tqdm bar over the texts.
+            on_batch: called with the number of texts after every batch (progress bars of callers).
+        """
+        texts = list(texts)
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        order = np.argsort([-len(text) for text in texts], kind="stable")
+        bar = None
+        if show_progress_bar:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=len(texts), desc="encoding", unit="text")
+        step = max(1, int(batch_size))
+        for lo in range(0, len(texts), step):
+            rows = order[lo:lo + step]
+            out[rows] = self.runner.embed([texts[i] for i in rows])
+            if bar is not None:
+                bar.update(len(rows))
+            if on_batch is not None:
+                on_batch(len(rows))
+        if bar is not None:
+            bar.close()
+        if self.normalize:
+            out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+        return out
 
     def encode_query(self, query: str) -> np.ndarray:
         """Embed one query, remembering the last few thousand (repeated queries skip the model)."""

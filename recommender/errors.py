@@ -43,6 +43,12 @@ class ModelNotFoundError(RecommenderError):
     code = "model_not_found"
 
 
+class BackendUnavailableError(ModelNotFoundError):
+    """The encoder backend's runtime is not installed, or its exported model cannot be written or loaded."""
+
+    code = "backend_unavailable"
+
+
 class UnknownAnimeError(RecommenderError):
     """No anime with that id is in the index."""
 

@@ -311,21 +311,9 @@ def score_similar(recommender, targets: Mapping[int, set[int]], k: int = 10) -> 
 
 
 # ---- in-memory index for training-time evaluation -------------------------------------------
-def in_memory_recommender(encoder, reviews: Sequence, batch_size: int = config.ENCODE_BATCH_SIZE,
-                          settings: SearchConfig | None = None):
-    """A :class:`Recommender` over ``reviews`` (``scraping.models.Review``) with a flat index built in memory.
-
-    Chunks exactly as ``python -m recommender build`` does (same window and
-    overlap), with the same BM25 over the chunks, so the numbers match an index
-    built on disk with the same model (which also has synopses: there are none here).
-    ``settings`` replaces the default search settings (its ``doc_norm`` is measured here).
-    """
-    from recommender.build import build_lexical
-    from recommender.index_data import IndexData
-    from recommender.review_table import ReviewTable
-    from recommender.search import Recommender
-
-    reviews = [r for r in reviews if r.text and r.text.strip()]
+def review_chunks(encoder, reviews: Sequence) -> tuple[pd.DataFrame, list[str]]:
+    """The chunk table of ``reviews`` (``scraping.models.Review`` with text) and each chunk's passage, cut exactly
+    as ``python -m recommender build`` cuts them (same window and overlap)."""
     rows = [(c.review_id, c.anime_id, c.chunk_no, c.start, c.end) for c in chunk_reviews(
         ((r.review_id, r.anime_id, r.text) for r in reviews), encoder.token_offsets, encoder.tokens_per_chunk,
         config.CHUNK_OVERLAP_TOKENS)]
@@ -333,7 +321,20 @@ def in_memory_recommender(encoder, reviews: Sequence, batch_size: int = config.E
     text_of = {r.review_id: r.text for r in reviews}
     passages = [text_of[rid][a:b] for rid, a, b in zip(chunks["review_id"], chunks["start"], chunks["end"],
                                                         strict=True)]
-    vectors = encoder.encode(passages, batch_size=batch_size) if passages else np.zeros((0, encoder.dim), np.float32)
+    return chunks, passages
+
+
+def recommender_over(encoder, reviews: Sequence, chunks: pd.DataFrame, vectors: np.ndarray,
+                     settings: SearchConfig | None = None):
+    """A :class:`Recommender` with a flat in-memory index of ``vectors`` (row i = ``chunks`` row i) and the
+    same BM25 over the chunks as a built index (which also has synopses: there are none here).
+    ``settings`` replaces the default search settings (its ``doc_norm`` is measured here)."""
+    from recommender.build import build_lexical
+    from recommender.index_data import IndexData
+    from recommender.review_table import ReviewTable
+    from recommender.search import Recommender
+
+    text_of = {r.review_id: r.text for r in reviews}
     catalog = {}
     for r in reviews:
         catalog.setdefault(int(r.anime_id), {"title": r.anime_title or f"Anime {r.anime_id}"})
@@ -351,6 +352,19 @@ def in_memory_recommender(encoder, reviews: Sequence, batch_size: int = config.E
         lexical=build_lexical(chunks, text_of, []), anime_vectors=centroids, anime_vector_ids=centroid_ids,
     )
     return Recommender(data, encoder)
+
+
+def in_memory_recommender(encoder, reviews: Sequence, batch_size: int = config.ENCODE_BATCH_SIZE,
+                          settings: SearchConfig | None = None):
+    """A :class:`Recommender` over ``reviews`` (``scraping.models.Review``) with a flat index built in memory.
+
+    Chunks exactly as ``python -m recommender build`` does (same window and
+    overlap), so the numbers match an index built on disk with the same model.
+    """
+    reviews = [r for r in reviews if r.text and r.text.strip()]
+    chunks, passages = review_chunks(encoder, reviews)
+    vectors = encoder.encode(passages, batch_size=batch_size) if passages else np.zeros((0, encoder.dim), np.float32)
+    return recommender_over(encoder, reviews, chunks, vectors, settings)
 
 
 def known_item(encoder, reviews: Sequence, *, max_queries: int = 200, window_words: int = 30, seed: int = 13,

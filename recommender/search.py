@@ -21,6 +21,7 @@ import numpy as np
 
 from recommender import config
 from recommender.aggregate import AGGREGATIONS, AnimeScore, Hit, aggregate, best_hit_per_review
+from recommender.backends import manifest_backend
 from recommender.encoder import Encoder
 from recommender.errors import (
     IndexMismatchError,
@@ -82,7 +83,7 @@ class Recommender:
         if encoder is None:
             recorded = manifest["model"]
             choice = model or (recorded["path"] if Path(recorded["path"]).exists() else recorded["name"])
-            encoder = Encoder.load(choice, device=device)
+            encoder = Encoder.load(choice, device=device, backend=manifest_backend(manifest))
         if encoder.sha256 != manifest["model"]["sha256"] or encoder.dim != manifest["dim"]:
             raise IndexMismatchError(
                 f"{index_dir} was built with model {manifest['model']['name']} ({manifest['dim']}-d,"

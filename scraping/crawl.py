@@ -17,7 +17,8 @@ import logging
 import signal
 import sys
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -55,6 +56,8 @@ class CrawlConfig:
         spoilers: Include reviews tagged as spoilers.
         preliminary: Include preliminary reviews (written while a show aired); MAL lists them by default.
         retry_failed: Put URLs that failed in earlier runs back in the queue.
+        refresh_days: Refresh instead: re-read, newest first, the reviews of every crawled anime whose last
+            crawl is older than this many days, until the first review already in the store.
     """
 
     top: int | None = None
@@ -63,12 +66,15 @@ class CrawlConfig:
     spoilers: bool = False
     preliminary: bool = True
     retry_failed: bool = False
+    refresh_days: float | None = None
 
     def __post_init__(self) -> None:
         if self.top is not None and self.top < 1:
             raise ValueError(f"--top must be at least 1 (got {self.top})")
         if self.max_review_pages is not None and self.max_review_pages < 0:
             raise ValueError(f"--max-review-pages must be >= 0 (got {self.max_review_pages})")
+        if self.refresh_days is not None and self.refresh_days < 0:
+            raise ValueError(f"--refresh-days must be >= 0 (got {self.refresh_days:g})")
 
 
 @dataclass
@@ -83,6 +89,7 @@ class CrawlReport:
     stopped: bool = False
     elapsed_s: float = 0.0
     pending: int = 0
+    refreshed_anime: int = 0
 
     @property
     def pages_per_s(self) -> float:
@@ -92,8 +99,9 @@ class CrawlReport:
     def summary(self) -> str:
         """One line for the terminal."""
         state = "stopped early" if self.stopped else "finished"
+        refresh = f" refreshing {self.refreshed_anime} anime," if self.refreshed_anime else ""
         return (
-            f"crawl {state}: {self.pages} pages in {self.elapsed_s:.1f} s ({self.pages_per_s:.2f} pages/s),"
+            f"crawl {state}:{refresh} {self.pages} pages in {self.elapsed_s:.1f} s ({self.pages_per_s:.2f} pages/s),"
             f" {self.failed} failed, {self.pending} still pending; reviews {self.reviews.inserted} new,"
             f" {self.reviews.updated} updated; anime {self.anime.inserted} new, {self.anime.updated} updated;"
             f" user recommendations {self.user_recs.inserted} new"
@@ -122,20 +130,41 @@ class Crawler:
         self.report = CrawlReport()
 
     # ---- queue ---------------------------------------------------------------------------
-    def _push(self, items: list[tuple[str, str]]) -> None:
-        """Enqueue URLs so that ``items[0]`` is crawled first (the queue is a stack)."""
-        self.store.enqueue_urls(reversed(items))
+    def _push(self, items: list[tuple[str, str]], again: bool = False) -> None:
+        """Enqueue URLs so that ``items[0]`` is crawled first (the queue is a stack); ``again``: also URLs that were
+        crawled before (refresh listings)."""
+        (self.store.requeue_urls if again else self.store.enqueue_urls)(reversed(items))
 
-    def seed(self) -> int:
-        """Queue the starting URLs of this run (and, if asked, earlier failures); returns how many are new."""
+    def seed(self, now: float | None = None) -> int:
+        """Queue the starting URLs of this run (and, if asked, earlier failures); returns how many are new.
+
+        Args:
+            now: the time (``time.time()`` scale) that refresh ages are measured at; default: now.
+        """
         before = sum(self.store.crawl_counts().values())
         if self.config.retry_failed:
             self.store.reset_failed_urls()
+        if self.config.refresh_days is not None:
+            return self._seed_refresh(time.time() if now is None else now)
         if self.config.ids:
             self._push([(urls.anime_page_url(a), "anime") for a in self.config.ids])
         elif self.config.top:
             self._push([(urls.top_anime_url(0), "top")])
         return sum(self.store.crawl_counts().values()) - before
+
+    def _seed_refresh(self, now: float) -> int:
+        """Queue the newest-first reviews listing of every anime last crawled more than ``refresh_days`` ago,
+        the longest-unvisited first."""
+        ages = crawl_ages(self.store.done_url_times(LAST_CRAWL_KINDS), now)
+        stale = [a for a, age in sorted(ages.items(), key=lambda item: (-item[1], item[0]))
+                 if age > self.config.refresh_days * 86400]
+        self.report.refreshed_anime = len(stale)
+        self._push([(self._refresh_url(a), "reviews") for a in stale], again=True)
+        return len(stale)
+
+    def _refresh_url(self, anime_id: int, page: int = 1) -> str:
+        return urls.reviews_url(anime_id, page, spoiler=self.config.spoilers, preliminary=self.config.preliminary,
+                                sort=urls.NEWEST_FIRST)
 
     def request_stop(self) -> None:
         """Finish the current page, then stop (what Ctrl-C does)."""
@@ -218,6 +247,8 @@ class Crawler:
         if info is None:
             self._fail(url, kind, "not a URL the crawler knows how to handle")
             return
+        if info.kind == "reviews" and info.sort == urls.NEWEST_FIRST:
+            self.fetcher.forget(url)  # a refresh reads the listing as it is now, not as it was cached
         try:
             page = self.fetcher.get(url)
         except FetchError as exc:
@@ -275,16 +306,43 @@ class Crawler:
 
     def _on_reviews(self, url: str, info: urls.UrlInfo, html: str) -> None:
         page = parse_reviews_page(html, info.anime_id)
+        refresh = info.sort == urls.NEWEST_FIRST
+        # Newest first, a review the store already has means every later one is known too.
+        reached_known = refresh and bool(self.store.known_review_ids(r.review_id for r in page.reviews))
         self.report.reviews += self.store.upsert_reviews(page.reviews)
         limit = self.config.max_review_pages
         more_allowed = (limit is None or info.page < limit) and info.page < _MAX_REVIEW_PAGES
         # An empty page that still offers "more" would loop forever; stop there.
-        if page.has_next and page.reviews and more_allowed:
-            self._push([(urls.next_reviews_url(url), "reviews")])
+        if page.has_next and page.reviews and more_allowed and not reached_known:
+            self._push([(urls.next_reviews_url(url), "reviews")], again=refresh)
 
     def _on_userrecs(self, url: str, info: urls.UrlInfo, html: str) -> None:
         page = parse_userrecs_page(html, info.anime_id)
         self.report.user_recs += self.store.upsert_user_recs(page.recommendations)
+
+
+# ---- crawl ages ---------------------------------------------------------------------------------------
+#: Crawled pages that date an anime's reviews: its page (which embeds a few) and its reviews listings.
+LAST_CRAWL_KINDS = ("anime", "reviews")
+
+
+def crawl_ages(done: Iterable[tuple[str, float]], now: float) -> dict[int, float]:
+    """Seconds since each anime's most recent crawled page, from ``(url, done at)`` pairs."""
+    last: dict[int, float] = {}
+    for url, when in done:
+        anime_id = urls.anime_id_from_url(url)
+        if anime_id is not None and when > last.get(anime_id, float("-inf")):
+            last[anime_id] = when
+    return {anime_id: now - when for anime_id, when in last.items()}
+
+
+def format_age(seconds: float) -> str:
+    """``"3.2 days"``, ``"5.0 hours"`` or ``"12 minutes"``."""
+    if seconds >= 86400:
+        return f"{seconds / 86400:.1f} days"
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f} hours"
+    return f"{max(0, round(seconds / 60))} minutes"
 
 
 # ---- command line ------------------------------------------------------------------------------
@@ -318,15 +376,19 @@ def cmd_crawl(args: argparse.Namespace) -> int:
     try:
         config = CrawlConfig(
             top=args.top, ids=parse_ids(args.ids) if args.ids else [], max_review_pages=args.max_review_pages,
-            spoilers=args.spoilers, retry_failed=args.retry_failed,
+            spoilers=args.spoilers, retry_failed=args.retry_failed, refresh_days=args.refresh_days,
         )
         fetch_config = FetchConfig(delay=args.delay)
     except ValueError as exc:
         return _error(str(exc), 2)
     with Store.open(args.db) as store, Fetcher(fetch_config, cache=PageCache(args.cache)) as fetcher:
         crawler = Crawler(store, fetcher, config, progress=not args.no_progress)
-        crawler.seed()
+        stale = crawler.seed()
         pending = store.crawl_counts().get("pending", 0)
+        if config.refresh_days is not None:
+            crawled = len(crawl_ages(store.done_url_times(LAST_CRAWL_KINDS), time.time()))
+            print(f"refresh: {stale} of {crawled} crawled anime were last crawled more than"
+                  f" {config.refresh_days:g} days ago")
         if pending == 0:
             print("nothing to crawl: every queued URL is done or failed (give --top N or --ids, or --retry-failed)")
             return 0
@@ -355,11 +417,13 @@ def cmd_stats(args: argparse.Namespace) -> int:
         failures = store.crawl_failures()
         print(f"store: {args.db}")
         print(f"anime: {store.count_anime()}")
-        print(f"reviews: {store.count_reviews()}")
-        for source, n in store.reviews_per_source().items():
+        sources = store.reviews_per_source()
+        print(f"reviews: {store.count_reviews()}" + (", by source:" if sources else ""))
+        for source, n in sources.items():
             print(f"  {source}: {n}")
         print(f"user recommendations: {len(store.user_recs())}")
         print("crawl URLs: " + ", ".join(f"{s} {counts.get(s, 0)}" for s in ("done", "pending", "failed")))
+        _print_crawl_ages(store, args.show_anime)
         if failures:
             print(f"failed URLs ({len(failures)}):")
             for url, attempts, error in failures[: args.show_failed]:
@@ -367,6 +431,24 @@ def cmd_stats(args: argparse.Namespace) -> int:
             if len(failures) > args.show_failed:
                 print(f"  ... and {len(failures) - args.show_failed} more")
     return 0
+
+
+def _print_crawl_ages(store: Store, limit: int) -> None:
+    """Per-anime age of the last crawl, oldest first (what ``crawl --refresh-days`` would revisit first)."""
+    ages = crawl_ages(store.done_url_times(LAST_CRAWL_KINDS), time.time())
+    if not ages:
+        print("last crawl per anime: no anime crawled yet (imported reviews are not crawled)")
+        return
+    reviews = store.review_counts_by_anime()
+    print(f"last crawl per anime ({len(ages)} crawled, {max(0, store.count_anime() - len(ages))} never crawled;"
+          " oldest first):")
+    ordered = sorted(ages.items(), key=lambda item: (-item[1], item[0]))
+    for anime_id, age in ordered[:limit]:
+        anime = store.get_anime(anime_id)
+        title = anime.title if anime else f"Anime {anime_id}"
+        print(f"  {anime_id:>6}  {format_age(age):>13} ago  {reviews.get(anime_id, 0):>5} reviews  {title}")
+    if len(ordered) > limit:
+        print(f"  ... and {len(ordered) - limit} more")
 
 
 def cmd_parse(args: argparse.Namespace) -> int:
@@ -399,6 +481,9 @@ def add_subcommands(sub: argparse._SubParsersAction, default_db: str | Path) -> 
     seeds = p.add_mutually_exclusive_group()
     seeds.add_argument("--top", type=int, metavar="N", help="crawl the first N anime of the top-anime list")
     seeds.add_argument("--ids", metavar="ID,ID", help="crawl these anime ids, e.g. 1,5,6")
+    seeds.add_argument("--refresh-days", type=float, metavar="N",
+                       help="re-read the reviews of every crawled anime last crawled more than N days ago, newest"
+                            " first, up to the first review already in the store")
     p.add_argument("--max-review-pages", type=int, metavar="K", help="at most K reviews pages per anime "
                    "(20 reviews each; default: all)")
     p.add_argument("--spoilers", action="store_true", help="include reviews tagged as spoilers")
@@ -414,6 +499,8 @@ def add_subcommands(sub: argparse._SubParsersAction, default_db: str | Path) -> 
     p = sub.add_parser("stats", help="counts of anime, reviews, user recommendations and crawl state")
     p.add_argument("--db", default=str(default_db), help="store file (default: %(default)s)")
     p.add_argument("--show-failed", type=int, default=20, metavar="N", help="list up to N failed URLs")
+    p.add_argument("--show-anime", type=int, default=20, metavar="N",
+                   help="list the last crawl of up to N anime, oldest first")
     p.set_defaults(func=cmd_stats)
 
     p = sub.add_parser("parse", help="parse one saved MAL page and print its reviews (offline)")

@@ -278,6 +278,14 @@ class Store:
         for row in cursor:
             yield _review_from_row(row)
 
+    def known_review_ids(self, review_ids: Iterable[str]) -> set[str]:
+        """Those of ``review_ids`` that the store already holds."""
+        ids = sorted({str(r) for r in review_ids})
+        if not ids:
+            return set()
+        marks = ",".join("?" * len(ids))
+        return {row[0] for row in self._db.execute(f"SELECT review_id FROM reviews WHERE review_id IN ({marks})", ids)}
+
     def get_review(self, review_id: str) -> Review | None:
         row = self._db.execute("SELECT * FROM reviews WHERE review_id=?", (str(review_id),)).fetchone()
         return _review_from_row(row) if row else None
@@ -375,6 +383,30 @@ class Store:
     def crawl_counts(self) -> dict[str, int]:
         rows = self._db.execute("SELECT status, COUNT(*) FROM crawl_state GROUP BY status")
         return {status: n for status, n in rows}
+
+    def done_url_times(self, kinds: Iterable[str]) -> list[tuple[str, float]]:
+        """``(url, when it was last done)`` for every done URL of these kinds."""
+        kinds = sorted(set(kinds))
+        marks = ",".join("?" * len(kinds))
+        rows = self._db.execute(
+            f"SELECT url, updated_at FROM crawl_state WHERE status='done' AND kind IN ({marks})", kinds)
+        return [(r[0], r[1]) for r in rows]
+
+    def requeue_urls(self, items: Iterable[tuple[str, str | None]]) -> int:
+        """Add ``(url, kind)`` pairs as pending on top of the queue even when they were crawled before (a refresh
+        re-reads listings that change); returns how many."""
+        added = 0
+        now = time.time()
+        with self._db:
+            for url, kind in items:
+                self._db.execute("DELETE FROM crawl_state WHERE url=?", (url,))
+                self._db.execute(
+                    "INSERT INTO crawl_state (url, kind, status, attempts, last_error, updated_at)"
+                    " VALUES (?, ?, 'pending', 0, NULL, ?)",
+                    (url, kind, now),
+                )
+                added += 1
+        return added
 
     def enqueue_urls(self, items: Iterable[tuple[str, str | None]]) -> int:
         """Add ``(url, kind)`` pairs as pending, in order and in one transaction, skipping URLs the crawl

@@ -11,6 +11,8 @@ from scraping.models import anime_url
 BASE_URL = "https://myanimelist.net"
 TOP_PAGE_SIZE = 50
 """Rows per top-anime page; MAL pages the list with ``limit=`` offsets in steps of 50."""
+NEWEST_FIRST = "newest"
+"""MAL's ``sort=`` value that lists an anime's reviews newest first."""
 
 # MAL serves an anime's sub-pages under any slug, so a fixed "x" avoids knowing the title.
 _SLUG = "x"
@@ -39,14 +41,16 @@ def anime_page_url(anime_id: int) -> str:
     return anime_url(anime_id)
 
 
-def reviews_url(anime_id: int, page: int = 1, *, spoiler: bool = False, preliminary: bool = False) -> str:
-    """URL of one page of an anime's reviews (20 per page, MAL's "most voted" order).
+def reviews_url(anime_id: int, page: int = 1, *, spoiler: bool = False, preliminary: bool = False,
+                sort: str | None = None) -> str:
+    """URL of one page of an anime's reviews (20 per page, MAL's "most voted" order unless ``sort`` says otherwise).
 
     Args:
         anime_id: MAL anime id.
         page: 1-based page number.
         spoiler: Include reviews tagged as spoilers (``spoiler=on``).
         preliminary: Include preliminary reviews written while the show aired (``preliminary=on``).
+        sort: MAL's listing order, e.g. :data:`NEWEST_FIRST` (what a refresh crawl reads).
 
     Returns:
         ``https://myanimelist.net/anime/<id>/x/reviews?p=<page>`` plus the chosen options.
@@ -58,6 +62,8 @@ def reviews_url(anime_id: int, page: int = 1, *, spoiler: bool = False, prelimin
         query["spoiler"] = "on"
     if preliminary:
         query["preliminary"] = "on"
+    if sort:
+        query["sort"] = sort
     return f"{BASE_URL}/anime/{int(anime_id)}/{_SLUG}/reviews?{urlencode(query)}"
 
 
@@ -77,7 +83,7 @@ class UrlInfo:
     """What a crawler URL points at.
 
     ``kind`` is one of ``top``, ``anime``, ``reviews``, ``userrecs``; the other fields are set where
-    they apply (``offset`` for top pages, ``page``/``spoiler``/``preliminary`` for reviews pages).
+    they apply (``offset`` for top pages, ``page``/``spoiler``/``preliminary``/``sort`` for reviews pages).
     """
 
     kind: str
@@ -86,6 +92,7 @@ class UrlInfo:
     offset: int = 0
     spoiler: bool = False
     preliminary: bool = False
+    sort: str | None = None
 
 
 def classify_url(url: str) -> UrlInfo | None:
@@ -116,6 +123,7 @@ def classify_url(url: str) -> UrlInfo | None:
         return UrlInfo(
             "reviews", anime_id, page=max(1, _int("p", 1)),
             spoiler=query.get("spoiler", [""])[0] == "on", preliminary=query.get("preliminary", [""])[0] == "on",
+            sort=query.get("sort", [None])[0],
         )
     match = _ANIME_PATH.match(parts.path)
     if match:
@@ -138,7 +146,8 @@ def next_reviews_url(url: str) -> str:
     info = classify_url(url)
     if info is None or info.kind != "reviews":
         raise ValueError(f"not a reviews page URL: {url}")
-    return reviews_url(info.anime_id, info.page + 1, spoiler=info.spoiler, preliminary=info.preliminary)
+    return reviews_url(info.anime_id, info.page + 1, spoiler=info.spoiler, preliminary=info.preliminary,
+                       sort=info.sort)
 
 
 #: Hosts whose links we store and serve: MAL itself and its subdomains (``cdn.myanimelist.net`` for images).
