@@ -74,10 +74,15 @@ def prepare_index(args: argparse.Namespace) -> tuple[Path, dict]:
     """The corpus's flat index (built by the project's build code), re-indexed as ``--index-type`` if asked."""
     from scale_corpus import build_scale_corpus, build_scale_index
 
+    from recommender.backends import default_backend
     from recommender.build import default_index_type
+    from recommender.encoder import Encoder
 
     work = Path(args.work)
-    corpus = build_scale_corpus(work, reviews=args.reviews, anime=args.anime, progress=not args.json)
+    # The backend `python -m recommender build` uses by default, so the index serves as a user's would.
+    encoder = Encoder.load(None, backend=default_backend())
+    corpus = build_scale_corpus(work, reviews=args.reviews, anime=args.anime, encoder=encoder,
+                                progress=not args.json)
     flat = Path(build_scale_index(corpus, work / "index-flat", index_type="flat", progress=not args.json))
     manifest = json.loads((flat / "manifest.json").read_text())
     index_type = args.index_type or default_index_type(manifest["counts"]["chunks"])

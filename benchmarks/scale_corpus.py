@@ -503,7 +503,8 @@ def _index_matches(out: Path, corpus: ScaleCorpus, index_type: str) -> bool:
         return (manifest.get("format_version") == FORMAT_VERSION
                 and manifest["store"]["checksum"] == corpus.store_checksum
                 and manifest["index"]["type"] == index_type
-                and manifest["model"]["sha256"] == corpus.encoder.sha256)
+                and manifest["model"]["sha256"] == corpus.encoder.sha256
+                and manifest["model"].get("backend", "torch") == corpus.encoder.backend)
     except (OSError, ValueError, KeyError, TypeError):
         return False
 

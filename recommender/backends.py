@@ -10,8 +10,11 @@ together, so the pooling and normalisation are the model's own -- with a CPU run
 
 The graph is exported on first use with ``torch.onnx`` (no hub, no optimum) and cached next to the model,
 or under ``DATA_DIR/onnx`` when the model folder is not writable, in a folder keyed by the sha256 of the
-weights and of the module configuration; a second use only loads it. Tokenisation stays the model's own
-(``SentenceTransformer.preprocess``), so every backend sees the same token ids.
+weights and of the module configuration; a second use only loads it. The folder is self-contained: the
+graph, the model's own fast tokenizer (``tokenizer.json``) and ``export.json`` with what an encoder must know
+(dimension, window, pooling, similarity, normalisation, weights hash). Serving loads only that folder
+(:class:`recommender.encoder.ExportedEncoder`): no torch, no sentence-transformers, so an index loads in
+about a second; the token ids are the model's own either way (a test compares them).
 """
 
 from __future__ import annotations
@@ -34,11 +37,13 @@ log = logging.getLogger(__name__)
 
 BACKENDS = ("torch", "onnx", "onnx-int8", "openvino")
 #: Bump when the exported graph changes for the same weights (export code, opset), so old caches are not reused.
-EXPORT_VERSION = 1
+#: 2: the folder also holds the tokenizer and the encoder facts, so it serves without the model.
+EXPORT_VERSION = 2
 ONNX_OPSET = 17
 FP32_FILE = "model.onnx"
 INT8_FILE = "model-int8.onnx"
 EXPORT_INFO = "export.json"
+TOKENIZER_FILE = "tokenizer.json"
 _export_lock = threading.Lock()
 
 
@@ -206,8 +211,12 @@ def quantize_int8(source: Path, target: Path) -> Path:
     return target
 
 
-def exported_graph(model, model_path: str, weights_sha256: str, backend: str) -> Path:
-    """The ONNX file ``backend`` runs for this model, exported (and quantised) now if it is not cached yet."""
+def exported_graph(model, model_path: str, weights_sha256: str, backend: str, facts: dict | None = None) -> Path:
+    """The ONNX file ``backend`` runs for this model, exported (and quantised) now if it is not cached yet.
+
+    ``facts`` (the encoder's manifest facts: dimension, window, pooling…) are written into ``export.json``
+    with the tokenizer, so the folder can serve queries on its own.
+    """
     key = graph_key(model, weights_sha256)
     with _export_lock:
         folder = export_dir(model_path, key)
@@ -215,9 +224,15 @@ def exported_graph(model, model_path: str, weights_sha256: str, backend: str) ->
         if not fp32.exists():
             log.warning("exporting %s to ONNX (once; cached in %s)", model_path, folder)
             export_onnx(model, fp32)
+        if not (folder / EXPORT_INFO).exists():
+            model.tokenizer.backend_tokenizer.save(str(folder / TOKENIZER_FILE))
             info = {"model": model_path, "weights_sha256": weights_sha256, "key": key, "opset": ONNX_OPSET,
-                    "export_version": EXPORT_VERSION}
-            (folder / EXPORT_INFO).write_text(json.dumps(info, indent=2))
+                    "export_version": EXPORT_VERSION, "inputs": _input_names(model),
+                    "pad_token": model.tokenizer.pad_token, "pad_id": model.tokenizer.pad_token_id,
+                    "encoder": dict(facts or {})}
+            tmp = folder / f".{EXPORT_INFO}.{os.getpid()}.tmp"
+            tmp.write_text(json.dumps(info, indent=2))
+            os.replace(tmp, folder / EXPORT_INFO)  # written last: its presence means the folder is complete
         if backend != "onnx-int8":
             return fp32
         int8 = folder / INT8_FILE
@@ -227,11 +242,61 @@ def exported_graph(model, model_path: str, weights_sha256: str, backend: str) ->
         return int8
 
 
+class TokenizerFeatures:
+    """The model's own fast tokenizer (from an export folder) producing the graph's input arrays.
+
+    Truncation and padding are set once here and never changed, so one instance is safe
+    to share between threads (the transformers wrapper re-sets them on every call).
+    """
+
+    def __init__(self, folder: Path, info: dict) -> None:
+        from tokenizers import Tokenizer
+
+        self.inputs = list(info["inputs"])
+        window = int(info["encoder"]["max_seq_length"])
+        self.tokenizer = Tokenizer.from_file(str(Path(folder) / TOKENIZER_FILE))
+        self.tokenizer.enable_truncation(max_length=window)
+        self.tokenizer.enable_padding(pad_id=int(info["pad_id"]), pad_token=str(info["pad_token"]))
+        self.offsets_tokenizer = Tokenizer.from_file(str(Path(folder) / TOKENIZER_FILE))
+        self.offsets_tokenizer.no_truncation()
+        self.offsets_tokenizer.no_padding()
+
+    def __call__(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
+        encodings = self.tokenizer.encode_batch(list(texts))
+        arrays = {"input_ids": [e.ids for e in encodings], "attention_mask": [e.attention_mask for e in encodings],
+                  "token_type_ids": [e.type_ids for e in encodings]}
+        return {name: np.asarray(arrays[name], dtype=np.int64) for name in self.inputs}
+
+    def offsets(self, texts: Sequence[str]) -> list[list[tuple[int, int]]]:
+        """Character span of every token (no special tokens, no truncation), as the model's tokenizer gives."""
+        encodings = self.offsets_tokenizer.encode_batch(list(texts), add_special_tokens=False)
+        return [[tuple(span) for span in e.offsets] for e in encodings]
+
+
+def read_export(folder: str | Path) -> dict:
+    """The ``export.json`` of a complete export folder.
+
+    Raises:
+        BackendUnavailableError: missing, unreadable, or from another export version.
+    """
+    path = Path(folder) / EXPORT_INFO
+    try:
+        info = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise BackendUnavailableError(f"no usable export in {folder}: {exc}") from None
+    if info.get("export_version") != EXPORT_VERSION or not info.get("encoder"):
+        raise BackendUnavailableError(f"{folder} holds an export of another version; the build exports it again")
+    return info
+
+
 # ---- the ONNX runtimes ----------------------------------------------------------------------
 class OnnxRuntimeRunner:
-    """Runs an exported graph with ONNX Runtime on the CPU (thread-safe: ``InferenceSession.run`` is)."""
+    """Runs an exported graph with ONNX Runtime on the CPU (thread-safe: ``InferenceSession.run`` is).
 
-    def __init__(self, model, graph: Path, threads: int, name: str) -> None:
+    ``features`` turns texts into the graph's input arrays (the model's tokenizer).
+    """
+
+    def __init__(self, features, graph: Path, threads: int, name: str) -> None:
         try:
             import onnxruntime as ort
         except ImportError:
@@ -242,47 +307,72 @@ class OnnxRuntimeRunner:
         options.log_severity_level = 3
         self.session = ort.InferenceSession(str(graph), options, providers=["CPUExecutionProvider"])
         self.inputs = [i.name for i in self.session.get_inputs()]
-        self.model, self.name = model, name
+        self.features, self.name = features, name
         self.precision = "int8" if name == "onnx-int8" else "fp32"
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
-        features = _features(self.model, texts, self.inputs)
-        return np.asarray(self.session.run(None, features)[0], dtype=np.float32)
+        features = self.features(texts)
+        return np.asarray(self.session.run(None, {k: features[k] for k in self.inputs})[0], dtype=np.float32)
 
 
 class OpenVinoRunner:
-    """Runs an exported graph with OpenVINO on the CPU; one inference at a time (an infer request is not
-    thread-safe, and on the serving target one query at a time is the fastest anyway)."""
+    """Runs an exported graph with OpenVINO on the CPU. An infer request is not thread-safe, so every
+    thread gets its own (they share the compiled model): concurrent queries do not wait for each other."""
 
     name = "openvino"
 
-    def __init__(self, model, graph: Path, threads: int) -> None:
+    def __init__(self, features, graph: Path, threads: int) -> None:
         try:
             import openvino as ov
         except ImportError:
             raise BackendUnavailableError("the openvino backend needs openvino: pip install openvino") from None
         core = ov.Core()
-        compiled = core.compile_model(core.read_model(str(graph)), "CPU",
-                                      {"INFERENCE_NUM_THREADS": int(threads), "PERFORMANCE_HINT": "LATENCY"})
-        self.precision = str(compiled.get_property("INFERENCE_PRECISION_HINT")).replace("<Type: '", "").rstrip("'>")
-        self.request = compiled.create_infer_request()
-        self.inputs = [port.get_any_name() for port in compiled.inputs]
-        self.model = model
-        self._lock = threading.Lock()
+        self.compiled = core.compile_model(core.read_model(str(graph)), "CPU",
+                                           {"INFERENCE_NUM_THREADS": int(threads), "PERFORMANCE_HINT": "LATENCY"})
+        hint = str(self.compiled.get_property("INFERENCE_PRECISION_HINT"))
+        self.precision = hint.replace("<Type: '", "").rstrip("'>")
+        self.inputs = [port.get_any_name() for port in self.compiled.inputs]
+        self.features = features
+        self._local = threading.local()
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
-        features = _features(self.model, texts, self.inputs)
-        with self._lock:
-            output = self.request.infer(features)
-            return np.array(next(iter(output.values())), dtype=np.float32)
+        features = self.features(texts)
+        request = getattr(self._local, "request", None)
+        if request is None:
+            request = self._local.request = self.compiled.create_infer_request()
+        output = request.infer({k: features[k] for k in self.inputs})
+        return np.array(next(iter(output.values())), dtype=np.float32)
 
 
-def _features(model, texts: Sequence[str], names: Sequence[str]) -> dict[str, np.ndarray]:
-    features = model.preprocess(list(texts))
-    return {name: features[name].numpy().astype(np.int64, copy=False) for name in names}
+def model_features(model):
+    """The sentence-transformers model's own preprocessing as a features function (for export and builds)."""
+    def features(texts: Sequence[str]) -> dict[str, np.ndarray]:
+        prepared = model.preprocess(list(texts))
+        return {name: value.numpy().astype(np.int64, copy=False) for name, value in prepared.items()
+                if hasattr(value, "numpy")}
+
+    return features
 
 
-def make_runner(backend: str, model, model_path: str, weights_sha256: str, threads: int | None = None):
+def graph_runner(backend: str, graph: Path, features, threads: int):
+    """The ONNX runtime for ``backend`` over ``graph``.
+
+    Raises:
+        BackendUnavailableError: the runtime is missing or rejects the file.
+    """
+    try:
+        if backend == "openvino":
+            return OpenVinoRunner(features, graph, threads)
+        return OnnxRuntimeRunner(features, graph, threads, backend)
+    except BackendUnavailableError:
+        raise
+    except Exception as exc:  # a corrupt cached file or a runtime that rejects the graph
+        raise BackendUnavailableError(f"cannot load {graph} with the {backend} backend: {exc}; delete the file"
+                                      " to export it again") from exc
+
+
+def make_runner(backend: str, model, model_path: str, weights_sha256: str, threads: int | None = None,
+                facts: dict | None = None):
     """A runner with ``embed(texts) -> float32 rows`` for ``backend`` (exporting the model first if needed).
 
     Args:
@@ -292,6 +382,7 @@ def make_runner(backend: str, model, model_path: str, weights_sha256: str, threa
         weights_sha256: hash of its weights (the cache key).
         threads: CPU threads of the ONNX runtimes (default: torch's current setting, which
             :func:`recommender.search.set_serving_threads` pins for serving).
+        facts: what ``export.json`` records about the encoder (see :func:`exported_graph`).
 
     Raises:
         InvalidParameterError: unknown backend.
@@ -306,14 +397,7 @@ def make_runner(backend: str, model, model_path: str, weights_sha256: str, threa
         import torch
 
         threads = torch.get_num_threads()
-    graph = exported_graph(model, model_path, weights_sha256, backend)
-    try:
-        if backend == "openvino":
-            return OpenVinoRunner(model, graph, threads)
-        return OnnxRuntimeRunner(model, graph, threads, backend)
-    except BackendUnavailableError:
-        raise
-    except Exception as exc:  # a corrupt cached file or a runtime that rejects the graph
-        raise BackendUnavailableError(f"cannot load {graph} with the {backend} backend: {exc}; delete the file"
-                                      " to export it again") from exc
-
+    graph = exported_graph(model, model_path, weights_sha256, backend, facts)
+    runner = graph_runner(backend, graph, model_features(model), threads)
+    runner.export_dir = str(graph.parent)
+    return runner

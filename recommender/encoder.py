@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from recommender import backends, config
-from recommender.errors import ModelNotFoundError
+from recommender.errors import BackendUnavailableError, InvalidParameterError, ModelNotFoundError
 
 log = logging.getLogger(__name__)
 
@@ -163,6 +163,8 @@ class EncoderInfo:
     pooling: str
     sha256: str
     backend: str = "torch"
+    #: The self-contained ONNX export folder that encodes queries for the non-torch backends (None for torch).
+    export: str | None = None
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -221,7 +223,8 @@ class Encoder:
         name = str(name_or_dir) if name_or_dir and not local else _display_name(resolved)
         encoder = cls(model, name=name, path=resolved)
         if backend != "torch":
-            encoder.runner = backends.make_runner(backend, model, resolved, encoder.sha256)
+            encoder.runner = backends.make_runner(backend, model, resolved, encoder.sha256,
+                                                  facts=encoder.facts())
         return encoder
 
     @property
@@ -272,7 +275,14 @@ class Encoder:
 
     def info(self) -> EncoderInfo:
         return EncoderInfo(self.name, self.path, self.dim, self.max_seq_length, self.similarity,
-                           self.normalize, self.pooling, self.sha256, self.backend)
+                           self.normalize, self.pooling, self.sha256, self.backend,
+                           getattr(self.runner, "export_dir", None))
+
+    def facts(self) -> dict:
+        """What an export folder records so that it can encode without the model (see :class:`ExportedEncoder`)."""
+        return {"name": self.name, "path": self.path, "dim": self.dim, "max_seq_length": self.max_seq_length,
+                "tokens_per_chunk": self.tokens_per_chunk, "similarity": self.similarity,
+                "normalize": self.normalize, "pooling": self.pooling}
 
     # ---- encoding ----------------------------------------------------------------------
     def token_offsets(self, texts: Sequence[str]) -> list[list[tuple[int, int]]]:
@@ -334,6 +344,91 @@ class Encoder:
             if len(self._query_cache) > self._cache_size:
                 self._query_cache.popitem(last=False)
         return vector
+
+
+class ExportedEncoder(Encoder):
+    """An encoder served from a self-contained ONNX export folder: no torch, no sentence-transformers.
+
+    What it knows about the model comes from the folder's ``export.json``, written by the
+    full :class:`Encoder` when it exported the model; the tokenizer is the model's own
+    (``tokenizer.json``). It embeds exactly what the full encoder's backend embeds, and loads in
+    about a second, which is what serving needs. Load with :meth:`ExportedEncoder.load`.
+    """
+
+    def __init__(self, info: dict, features: backends.TokenizerFeatures, runner,
+                 cache_size: int = config.QUERY_CACHE_SIZE) -> None:
+        facts = info["encoder"]
+        super().__init__(None, name=facts["name"], path=facts["path"], cache_size=cache_size, runner=runner)
+        self._facts = facts
+        self._sha = info["weights_sha256"]
+        self._features = features
+
+    @classmethod
+    def load(cls, folder: str | os.PathLike, backend: str, threads: int | None = None) -> ExportedEncoder:
+        """Open the export in ``folder`` with ``backend`` (``onnx``, ``onnx-int8`` or ``openvino``).
+
+        Raises:
+            BackendUnavailableError: no complete export there, or the runtime is missing.
+            InvalidParameterError: ``torch`` or an unknown backend.
+        """
+        if backends.check_backend(backend) == "torch":
+            raise InvalidParameterError("an export folder serves the ONNX backends, not torch")
+        info = backends.read_export(folder)
+        graph = Path(folder) / (backends.INT8_FILE if backend == "onnx-int8" else backends.FP32_FILE)
+        if not graph.exists():
+            raise BackendUnavailableError(f"{folder} has no {graph.name} for the {backend} backend")
+        features = backends.TokenizerFeatures(Path(folder), info)
+        runner = backends.graph_runner(backend, graph, features, threads or config.SERVE_THREADS)
+        runner.export_dir = str(Path(folder))
+        return cls(info, features, runner)
+
+    @property
+    def dim(self) -> int:
+        return int(self._facts["dim"])
+
+    @property
+    def max_seq_length(self) -> int:
+        return int(self._facts["max_seq_length"])
+
+    @property
+    def normalize(self) -> bool:
+        return bool(self._facts["normalize"])
+
+    @property
+    def similarity(self) -> str:
+        return str(self._facts["similarity"])
+
+    @property
+    def pooling(self) -> str:
+        return str(self._facts["pooling"])
+
+    @property
+    def tokens_per_chunk(self) -> int:
+        return int(self._facts["tokens_per_chunk"])
+
+    def token_offsets(self, texts: Sequence[str]) -> list[list[tuple[int, int]]]:
+        return self._features.offsets(texts)
+
+
+def load_query_encoder(model_info: dict, backend: str, model: str | None = None,
+                       device: str | None = None) -> Encoder:
+    """The encoder for an index's queries: its export folder when the manifest names a usable one (fast,
+    no torch), else the model itself (``model`` overrides the recorded one).
+
+    Raises:
+        ModelNotFoundError, BackendUnavailableError: neither can be loaded.
+    """
+    export = model_info.get("export")
+    if model is None and backend != "torch" and export and (device is None or device == "cpu"):
+        try:
+            encoder = ExportedEncoder.load(export, backend)
+            if encoder.sha256 == model_info.get("sha256"):
+                return encoder
+            log.warning("the export in %s is of other weights; loading the model instead", export)
+        except BackendUnavailableError as exc:
+            log.warning("%s; loading the model instead", exc)
+    choice = model or (model_info["path"] if Path(model_info["path"]).exists() else model_info["name"])
+    return Encoder.load(choice, device=device, backend=backend)
 
 
 def _display_name(path: str) -> str:

@@ -13,6 +13,7 @@ threads at once (the API does), and nothing is built on the first query.
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
 from pathlib import Path
@@ -22,7 +23,7 @@ import numpy as np
 from recommender import config
 from recommender.aggregate import AGGREGATIONS, AnimeScore, Hit, aggregate, best_hit_per_review
 from recommender.backends import manifest_backend
-from recommender.encoder import Encoder
+from recommender.encoder import Encoder, load_query_encoder
 from recommender.errors import (
     IndexMismatchError,
     IndexNotFoundError,
@@ -78,12 +79,10 @@ class Recommender:
         """
         index_dir = Path(index_dir)
         manifest = load_manifest(index_dir)
+        if encoder is None:
+            encoder = load_query_encoder(manifest["model"], manifest_backend(manifest), model=model, device=device)
         if threads:
             set_serving_threads(threads)
-        if encoder is None:
-            recorded = manifest["model"]
-            choice = model or (recorded["path"] if Path(recorded["path"]).exists() else recorded["name"])
-            encoder = Encoder.load(choice, device=device, backend=manifest_backend(manifest))
         if encoder.sha256 != manifest["model"]["sha256"] or encoder.dim != manifest["dim"]:
             raise IndexMismatchError(
                 f"{index_dir} was built with model {manifest['model']['name']} ({manifest['dim']}-d,"
@@ -356,10 +355,11 @@ class Recommender:
 
 
 def set_serving_threads(threads: int) -> None:
-    """Pin torch's and faiss's CPU threads: on the 2-core target more threads only contend with each other."""
-    import torch
-
+    """Pin faiss's CPU threads, and torch's when torch is in use: on the 2-core target more threads per query
+    only contend with each other (the ONNX runtimes get theirs when loaded). Torch is not imported for this:
+    an index served from an ONNX export never needs it."""
     threads = max(1, int(threads))
-    if torch.get_num_threads() != threads:
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
     set_threads(threads)
