@@ -116,6 +116,7 @@ class IndexData:
         if not keep.all():
             raise IndexMismatchError("synopsis vectors of anime without reviews; rebuild the index")
         self._synopsis_anime_pos = {int(a): i for i, a in enumerate(self.synopsis_ids)}
+        self._max_anime_id = int(max(anime.max(initial=0), self.synopsis_ids.max(initial=0)))
         self._filter_cache = {}
         self._lock = threading.Lock()
         for name, array in (("row_review", self.row_review), ("row_anime", self.row_anime),
@@ -211,7 +212,9 @@ class IndexData:
             return cached
         banned = [a for a in self.review_counts if not matches(self.catalog.get(a, {}), filters)]
         if banned:
-            result = Allowed(AllowedRows(~np.isin(self.row_anime, banned)), ~np.isin(self.synopsis_ids, banned))
+            ok = np.ones(self._max_anime_id + 1, dtype=bool)  # anime id → allowed: one lookup per row
+            ok[banned] = False
+            result = Allowed(AllowedRows(ok[self.row_anime]), ok[self.synopsis_ids])
         else:
             result = Allowed()
         with self._lock:

@@ -159,6 +159,21 @@ class LexicalIndex:
             out[found] += repeats * data[lo:hi][where[found]]
         return out
 
+    def scores_from(self, term_ids: list[int], start: int) -> np.ndarray:
+        """BM25 score of every passage from position ``start`` on (the synopses, numbered after the chunks).
+
+        Postings are sorted by position, so each word's tail past ``start`` is found by one binary
+        search and read as it is.
+        """
+        out = np.zeros(max(0, self.size - start), dtype=np.float32)
+        data, indices, indptr = (self._bm25.scores[k] for k in ("data", "indices", "indptr"))
+        for term_id, repeats in Counter(term_ids).items():
+            lo, hi = int(indptr[term_id]), int(indptr[term_id + 1])
+            first = lo + int(np.searchsorted(indices[lo:hi], start))
+            if first < hi:
+                out[np.asarray(indices[first:hi]) - start] += repeats * data[first:hi]
+        return out
+
     def document_frequency(self, term_id: int) -> int:
         """How many passages contain the word."""
         indptr = self._bm25.scores["indptr"]

@@ -49,10 +49,11 @@ class Retriever:
         all_rows = np.concatenate([rows, extra_rows]).astype(np.int64)
         similarity = np.concatenate([
             sims, data.index.similarities(vector, extra_rows),
-            data.synopsis_vectors[synopses] @ vector if len(synopses) else np.zeros(0, np.float32),
+            (data.synopsis_vectors @ vector)[synopses] if len(synopses) else np.zeros(0, np.float32),
         ])
         if term_ids and settings.lexical_weight > 0:
-            lexical = data.lexical.scores_at(term_ids, np.concatenate([all_rows, n_rows + synopses]))
+            lexical = np.concatenate([data.lexical.scores_at(term_ids, all_rows),
+                                      data.lexical.scores_from(term_ids, n_rows)[synopses]])
         else:
             lexical = np.zeros(len(all_rows) + len(synopses), dtype=np.float32)
         dense_flags = np.zeros(len(lexical), dtype=bool)

@@ -51,6 +51,7 @@ def test_scores_at_some_positions_equal_the_full_scores(lexical):
         full = lexical.scores(query)
         positions = np.array([7, 0, 5, 2, 5, 3])
         assert np.array_equal(lexical.scores_at(lexical.term_ids(query), positions), full[positions])
+        assert np.array_equal(lexical.scores_from(lexical.term_ids(query), 5), full[5:])
     assert lexical.scores_at([], np.array([1, 2])).tolist() == [0.0, 0.0]
     word = lexical.term_ids("franchouchou")[0]
     assert lexical.document_frequency(word) == 2 and lexical.postings(word).tolist() == [0, 7]
