@@ -102,19 +102,18 @@ class Retriever:
             keys = np.where(rows >= 0, reviews, -1 - candidates.anime[order])  # a synopsis is its own "review"
             first = np.sort(np.unique(keys, return_index=True)[1])
             order, rows, reviews = order[first], rows[first], reviews[first]
-        review_ids = self.review_ids(reviews)
-        anime = candidates.anime[order]
-        model_sims = candidates.similarity[order]
-        return [Hit(int(anime[i]), float(scores[order[i]]), i,
-                    review_ids[i] if rows[i] >= 0 else f"synopsis:{int(anime[i])}", int(rows[i]),
-                    float(model_sims[i]))
-                for i in range(len(order))]
+        anime = candidates.anime[order].tolist()
+        review_ids = [rid if rid is not None else f"synopsis:{a}" for rid, a in zip(self.review_ids(reviews), anime,
+                                                                                    strict=True)]
+        return [Hit(a, s, i, rid, r, m) for i, (a, s, rid, r, m) in enumerate(zip(
+            anime, scores[order].tolist(), review_ids, rows.tolist(), candidates.similarity[order].tolist(),
+            strict=True))]
 
     def review_ids(self, positions: np.ndarray) -> list[str | None]:
         """Review ids at ``positions`` (None for -1), read from the mapped table in one call."""
         positions = np.asarray(positions, dtype=np.int64)
         ids = self.data.reviews.take_ids(np.maximum(positions, 0))
-        return [rid if p >= 0 else None for rid, p in zip(ids, positions, strict=True)]
+        return [rid if p >= 0 else None for rid, p in zip(ids, positions.tolist(), strict=True)]
 
     def dense_hits(self, dense: tuple[np.ndarray, np.ndarray], unit: float, one_per_review: bool = False) -> list[Hit]:
         """The dense hits alone (what the reference ``count`` vote reads), similarity in cosine units."""

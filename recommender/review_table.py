@@ -57,6 +57,8 @@ class ReviewTable:
         table = table.combine_chunks()
         self._table = table
         self._ids = table.column("review_id").chunk(0) if table.num_rows else pa.array([], pa.string())
+        #: Ids as Python strings (a few MB even at 163k reviews): every query needs a few hundred of them.
+        self._id_array = np.asarray(self._ids.to_pylist(), dtype=object)
         self._text = table.column("text").chunk(0) if table.num_rows else pa.array([], pa.large_string())
         #: Anime of every review (small: kept as an array for counting and masking).
         self.anime_ids = table.column("anime_id").to_numpy().astype(np.int64) if table.num_rows else np.zeros(0, int)
@@ -93,18 +95,18 @@ class ReviewTable:
         return self._table.num_rows
 
     def review_id(self, position: int) -> str:
-        return self._ids[int(position)].as_py()
+        return self._id_array[int(position)]
 
     def text(self, position: int) -> str:
         return self._text[int(position)].as_py()
 
     def take_ids(self, positions: np.ndarray) -> list[str]:
-        """The ids of the reviews at ``positions`` (one vectorised read)."""
-        return self._ids.take(pa.array(np.asarray(positions, dtype=np.int64))).to_pylist()
+        """The ids of the reviews at ``positions``."""
+        return self._id_array[np.asarray(positions, dtype=np.int64)].tolist()
 
     def review_ids(self) -> np.ndarray:
         """Every review id, in position order (evaluation reads them all; search never does)."""
-        return np.asarray(self._ids.to_pylist(), dtype=object)
+        return self._id_array.copy()
 
     def texts(self) -> list[str]:
         """Every text (evaluation only: this reads the whole file)."""
