@@ -199,9 +199,11 @@ def measure_api(index_dir: Path, requests: int, clients: int) -> dict:
     """Start ``python api.py`` on the index, fire ``requests`` distinct searches from ``clients`` threads."""
     port = free_port()
     env = {**os.environ, "ANIME_SEARCH_QUERY_CACHE": "0"}
+    log_path = index_dir.parent / "api-benchmark.log"  # a file, not a pipe: a full pipe would stall the server
+    log_file = open(log_path, "w")  # noqa: SIM115 (closed in the finally below)
     server = subprocess.Popen([sys.executable, "api.py", "--index", str(index_dir), "--port", str(port),
                                "--rate-limit", "off"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE, text=True)
+                              stderr=log_file, text=True)
     try:
         deadline = time.time() + 180
         while True:
@@ -213,7 +215,7 @@ def measure_api(index_dir: Path, requests: int, clients: int) -> dict:
             except OSError:
                 pass
             if server.poll() is not None or time.time() > deadline:
-                raise SystemExit(f"api.py did not start:\n{server.stderr.read()[-3000:]}")
+                raise SystemExit(f"api.py did not start:\n{log_path.read_text()[-3000:]}")
             time.sleep(0.5)
         queries = benchmark_queries(requests, offset=1000)  # none of them seen by the in-process run
         latencies: list[float] = []
@@ -248,6 +250,7 @@ def measure_api(index_dir: Path, requests: int, clients: int) -> dict:
     finally:
         server.terminate()
         server.wait(timeout=30)
+        log_file.close()
     return {f"api_rps_{clients}": round(len(latencies) / wall, 2),
             f"api_p50_ms_{clients}": round(float(np.percentile(latencies, 50)), 1),
             f"api_p95_ms_{clients}": round(float(np.percentile(latencies, 95)), 1),
