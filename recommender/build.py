@@ -389,6 +389,8 @@ class _Corpus:
     review_counts: dict[int, int]
     catalog: dict[str, dict]
     checksum: str
+    #: Review id → digest of its text (:func:`recommender.update.text_digest`).
+    digests: dict[str, int]
 
 
 def _read_store(db: str | Path) -> _Corpus:
@@ -406,7 +408,53 @@ def _read_store(db: str | Path) -> _Corpus:
     for anime_id in review_counts:
         catalog.setdefault(str(anime_id), {"title": f"Anime {anime_id}", "url": f"https://myanimelist.net/anime/{anime_id}",
                                            "review_count": review_counts[anime_id]})
-    return _Corpus(reviews, texts, anime_of, review_counts, catalog, checksum)
+    digests = {review_id: text_digest(text) for review_id, text in texts.items()}
+    return _Corpus(reviews, texts, anime_of, review_counts, catalog, checksum, digests)
+
+
+@dataclass
+class _Rows:
+    """The chunk rows of the new index (canonical order, chunk id = row) and what making them cost."""
+
+    frame: pd.DataFrame
+    vectors: np.ndarray
+    counts: dict[str, int]
+    resumed: int
+    embed_seconds: float
+    embedded_reviews: int
+    centroid_reuse: dict[int, np.ndarray] | None = None
+    synopsis_reuse: dict[int, tuple[str, np.ndarray]] | None = None
+
+
+def _embed_all(corpus: _Corpus, work: Path, key: dict, *, encoder: Encoder, batch_size: int, shard_size: int,
+               overlap: int, progress: bool) -> _Rows:
+    """Chunk and embed every review (resuming a killed build of the same plan)."""
+    texts = corpus.texts
+    frame = _plan_chunks(work, key, texts, corpus.anime_of, encoder, overlap, progress)
+    frame["review_pos"] = pd.Index(list(texts)).get_indexer(frame["review_id"]).astype(np.int64)
+    vectors, resumed, seconds = _embed(work, frame, texts, encoder, batch_size, shard_size, progress)
+    counts = {"new": len(frame), "changed": 0, "deleted": 0, "reused": 0}
+    return _Rows(frame[CHUNK_COLUMNS], vectors, counts, resumed, seconds, len(texts))
+
+
+def _embed_changes(corpus: _Corpus, previous: PreviousIndex, work: Path, key: dict, *, encoder: Encoder,
+                   batch_size: int, shard_size: int, overlap: int, progress: bool) -> _Rows:
+    """Chunk and embed the new and changed reviews only; every other chunk comes from ``previous``."""
+    texts = corpus.texts
+    diff = previous.diff(corpus.digests, corpus.anime_of)
+    todo = {review_id: texts[review_id] for review_id in diff.to_embed}
+    fresh = _plan_chunks(work, key, todo, corpus.anime_of, encoder, overlap, progress)
+    fresh_vectors, resumed, seconds = _embed(work, fresh, texts, encoder, batch_size, shard_size, progress)
+    frame, vectors = merge_chunks(previous.chunks, previous.vectors, fresh, fresh_vectors, diff.kept,
+                                  list(texts), corpus.anime_of)
+    new = int(fresh["review_id"].isin(pd.Index(diff.new)).sum())
+    counts = {"new": new, "changed": len(fresh) - new,
+              "deleted": int(previous.chunks["review_id"].isin(pd.Index(diff.deleted)).sum()),
+              "reused": len(frame) - len(fresh)}
+    synopses = {int(a): (synopsis_text(previous.catalog.get(str(int(a)), {})), v)
+                for a, v in zip(previous.synopsis_ids, previous.synopsis_vectors, strict=True)}
+    return _Rows(frame, vectors, counts, resumed, seconds, len(todo),
+                 previous.reusable_centroids(diff.touched_anime), synopses)
 
 
 def _requested_type(manifest: dict) -> str:
@@ -462,7 +510,7 @@ def build_index(
     encoder = encoder or Encoder.load(model)
     out = Path(out) if out else config.default_index_dir(encoder.name)
     corpus = _read_store(db)
-    texts, anime_of = corpus.texts, corpus.anime_of
+    texts = corpus.texts
     recover_interrupted_swap(out)
     previous = None
     if not full:
@@ -472,38 +520,20 @@ def build_index(
 
     work = work_dir_for(out)
     key = _plan_key(encoder, corpus.checksum, overlap, previous.identity if previous else None)
-    digests = {review_id: text_digest(text) for review_id, text in texts.items()}
-    if previous is None:
-        frame = _plan_chunks(work, key, texts, anime_of, encoder, overlap, progress)
-        frame["review_pos"] = pd.Index(list(texts)).get_indexer(frame["review_id"]).astype(np.int64)
-        vectors, resumed, embed_seconds = _embed(work, frame, texts, encoder, batch_size, shard_size, progress)
-        counts = {"new": len(frame), "changed": 0, "deleted": 0, "reused": 0}
-        embedded_reviews, centroid_reuse, synopsis_reuse = len(texts), None, None
-    else:
-        diff = previous.diff(digests, anime_of)
-        todo = {review_id: texts[review_id] for review_id in diff.to_embed}
-        fresh = _plan_chunks(work, key, todo, anime_of, encoder, overlap, progress)
-        fresh_vectors, resumed, embed_seconds = _embed(work, fresh, texts, encoder, batch_size, shard_size,
-                                                       progress)
-        frame, vectors = merge_chunks(previous.chunks, previous.vectors, fresh, fresh_vectors, diff.kept,
-                                      list(texts), anime_of)
-        new = int(fresh["review_id"].isin(pd.Index(diff.new)).sum())
-        counts = {"new": new, "changed": len(fresh) - new,
-                  "deleted": int(previous.chunks["review_id"].isin(pd.Index(diff.deleted)).sum()),
-                  "reused": len(frame) - len(fresh)}
-        embedded_reviews = len(todo)
-        centroid_reuse = previous.reusable_centroids(diff.touched_anime)
-        synopsis_reuse = {int(a): (synopsis_text(previous.catalog.get(str(int(a)), {})), v)
-                          for a, v in zip(previous.synopsis_ids, previous.synopsis_vectors, strict=True)}
-    frame = frame[CHUNK_COLUMNS]
+    embed = dict(encoder=encoder, batch_size=batch_size, shard_size=shard_size, overlap=overlap, progress=progress)
+    rows = _embed_all(corpus, work, key, **embed) if previous is None else \
+        _embed_changes(corpus, previous, work, key, **embed)
+    base = previous.manifest if previous else None
+    previous = None  # its vectors now live in rows; let them go before the index is built
+    frame, vectors, counts = rows.frame, rows.vectors, rows.counts
     asked = index_type or default_index_type(len(vectors))
-    if previous is not None and _requested_type(previous.manifest) != asked:
-        say(f"re-indexing {out} as {asked} (it was {_requested_type(previous.manifest)}); embeddings are reused")
+    if base is not None and _requested_type(base) != asked:
+        say(f"re-indexing {out} as {asked} (it was {_requested_type(base)}); embeddings are reused")
     index = VectorIndex.build(vectors, asked, **{k: v for k, v in (index_params or {}).items() if v is not None})
     centroids, centroid_ids = anime_centroids(vectors, frame["anime_id"].to_numpy(), encoder.normalize,
-                                              reuse=centroid_reuse)
+                                              reuse=rows.centroid_reuse)
     catalog = corpus.catalog
-    synopsis_vectors, synopsis_ids = embed_synopses(catalog, encoder, batch_size, reuse=synopsis_reuse)
+    synopsis_vectors, synopsis_ids = embed_synopses(catalog, encoder, batch_size, reuse=rows.synopsis_reuse)
     lexical = build_lexical(frame, texts, [synopsis_text(catalog[str(a)]) for a in synopsis_ids], progress)
     search = SearchConfig(doc_norm=document_norm(vectors, encoder.normalize))
     info = encoder.info()
@@ -522,8 +552,8 @@ def build_index(
         "counts": {"reviews": len(texts), "chunks": len(frame), "anime": len(corpus.review_counts),
                    "synopses": len(synopsis_ids)},
         "store": {"path": str(Path(db).resolve()), "checksum": corpus.checksum},
-        "update": {"incremental": previous is not None, "chunks": counts,
-                   "base_built_at": previous.manifest.get("built_at") if previous else None},
+        "update": {"incremental": base is not None, "chunks": counts,
+                   "base_built_at": base.get("built_at") if base else None},
         "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "build_id": uuid.uuid4().hex,
         "build_seconds": round(time.perf_counter() - t_start, 3),
@@ -536,7 +566,7 @@ def build_index(
         np.save(tmp / ROW_IDS, frame["chunk_id"].to_numpy(np.int64))
         frame.to_parquet(tmp / CHUNKS, index=False)
         write_review_table(tmp / REVIEWS, corpus.reviews)
-        np.save(tmp / REVIEW_DIGESTS, np.fromiter(digests.values(), dtype=np.int64, count=len(digests)))
+        np.save(tmp / REVIEW_DIGESTS, np.fromiter(corpus.digests.values(), dtype=np.int64, count=len(texts)))
         np.save(tmp / ANIME_VECTORS, centroids)
         np.save(tmp / ANIME_VECTOR_IDS, centroid_ids)
         np.save(tmp / SYNOPSIS_VECTORS, synopsis_vectors)
@@ -548,5 +578,5 @@ def build_index(
     publish_directory(out, write)
     shutil.rmtree(work, ignore_errors=True)
     return BuildReport(out, len(texts), len(frame), len(corpus.review_counts), time.perf_counter() - t_start,
-                       embed_seconds, resumed, incremental=previous is not None, embedded_reviews=embedded_reviews,
-                       **counts)
+                       rows.embed_seconds, rows.resumed, incremental=base is not None,
+                       embedded_reviews=rows.embedded_reviews, **counts)
