@@ -26,40 +26,30 @@ from tqdm.auto import tqdm
 from recommender import config
 from recommender.chunking import chunk_reviews
 from recommender.encoder import Encoder
-from recommender.errors import EmptyCorpusError, RecommenderError
+from recommender.errors import EmptyCorpusError
 from recommender.index import VectorIndex
-from recommender.lexical import LexicalIndex
-from recommender.review_table import ReviewTable, write_review_table
-from recommender.search_config import SearchConfig
-from recommender.update import (
-    CHUNK_COLUMNS,
+from recommender.layout import (
+    ANIME_VECTOR_IDS,
+    ANIME_VECTORS,
+    CATALOG,
+    CHUNKS,
+    EMBEDDINGS,
     FORMAT_VERSION,
-    PreviousIndex,
-    incompatibility,
-    merge_chunks,
-    text_digest,
+    LEXICAL_DIR,
+    MANIFEST,
+    REVIEW_DIGESTS,
+    REVIEWS,
+    ROW_IDS,
+    SYNOPSIS_IDS,
+    SYNOPSIS_VECTORS,
 )
+from recommender.lexical import LexicalIndex
+from recommender.review_table import write_review_table
+from recommender.search_config import SearchConfig
+from recommender.update import CHUNK_COLUMNS, PreviousIndex, merge_chunks, read_previous, text_digest
 from scraping.store import Store
 
 log = logging.getLogger(__name__)
-
-MANIFEST = "manifest.json"
-CHUNKS = "chunks.parquet"
-REVIEWS = "reviews.arrow"
-#: bm25s's files (postings memory-mapped at load) over every chunk, then every synopsis.
-LEXICAL_DIR = "lexical"
-CATALOG = "catalog.json"
-ROW_IDS = "vectors.ids.npy"
-ANIME_VECTORS = "anime_vectors.npy"
-ANIME_VECTOR_IDS = "anime_vectors.ids.npy"
-#: One embedded synopsis per anime that has one: an extra document of that anime at query time.
-SYNOPSIS_VECTORS = "synopsis_vectors.npy"
-SYNOPSIS_IDS = "synopsis_vectors.ids.npy"
-#: Digest of every review's text (review order), so an update finds edited reviews without reading old texts.
-REVIEW_DIGESTS = "reviews.digests.npy"
-#: Full-precision chunk vectors, row for row, written only beside an index that keeps no copy of them (``sq8``
-#: stores 8-bit codes): an update reuses them instead of re-embedding. Serving never reads this file.
-EMBEDDINGS = "embeddings.npy"
 
 # MAL appends the synopsis' author or source, e.g. "[Written by MAL Rewrite]" or "(Source: Crunchyroll)".
 _SYNOPSIS_CREDIT = re.compile(r"\s*[\[(](?:written by|source)[^\])]*[\])]\s*$", re.IGNORECASE)
@@ -321,62 +311,6 @@ def anime_centroids(vectors: np.ndarray, anime_ids: np.ndarray, normalize: bool,
     order = np.argsort(all_ids, kind="stable")
     merged = np.concatenate([centroids, np.stack(list(reuse.values())).astype(np.float32)])
     return merged[order], all_ids[order].astype(np.int64)
-
-
-def read_previous(out: Path, encoder: Encoder, overlap: int) -> tuple[PreviousIndex | None, str | None]:
-    """The index in ``out`` when an update with ``encoder`` can reuse it; else None and why not.
-
-    Returns ``(None, None)`` when ``out`` holds no index at all.
-    """
-    path = Path(out) / MANIFEST
-    if not path.exists():
-        return None, None
-    try:
-        manifest = json.loads(path.read_text())
-        if not isinstance(manifest, dict):
-            return None, f"{MANIFEST} is not a JSON object"
-        reason = incompatibility(manifest, encoder, overlap)
-        if reason:
-            return None, reason
-        return _read_parts(Path(out), manifest)
-    except (OSError, ValueError, KeyError, RecommenderError) as exc:
-        return None, f"its files cannot be read ({exc.__class__.__name__}: {exc})"
-
-
-def _read_parts(out: Path, manifest: dict) -> tuple[PreviousIndex | None, str | None]:
-    row_ids = np.load(out / ROW_IDS)
-    chunks = pd.read_parquet(out / CHUNKS, columns=["chunk_id", "review_id", "chunk_no", "start", "end"])
-    if not np.array_equal(chunks["chunk_id"].to_numpy(), row_ids):
-        chunks = chunks.set_index("chunk_id").loc[row_ids].reset_index()
-    index_info = manifest["index"]
-    if (out / EMBEDDINGS).exists():
-        vectors = np.load(out / EMBEDDINGS)
-    elif VectorIndex.keeps_vectors(index_info["type"]):
-        vectors = VectorIndex.load(out, index_info["type"], index_info.get("params"), use_gpu=False).vectors()
-    else:
-        return None, f"its {index_info['type']} index keeps only 8-bit codes and there is no {EMBEDDINGS} beside it"
-    if vectors.shape != (len(chunks), manifest["dim"]):
-        return None, f"it holds {vectors.shape} vectors for {len(chunks)} chunks"
-    table = ReviewTable.open(out / REVIEWS)
-    review_ids = [str(r) for r in table.review_ids()]
-    digests = np.load(out / REVIEW_DIGESTS) if (out / REVIEW_DIGESTS).exists() else None
-    if digests is None or len(digests) != len(review_ids):  # an index from before digests were written
-        digests = [text_digest(text) for text in table.texts()]
-    synopsis_ids = np.load(out / SYNOPSIS_IDS).astype(np.int64) if (out / SYNOPSIS_IDS).exists() else np.zeros(0, int)
-    synopses = np.load(out / SYNOPSIS_VECTORS) if len(synopsis_ids) else np.zeros((0, manifest["dim"]), np.float32)
-    previous = PreviousIndex(
-        manifest=manifest,
-        chunks=chunks,
-        vectors=vectors,
-        digests=dict(zip(review_ids, (int(d) for d in digests), strict=True)),
-        anime_of=dict(zip(review_ids, table.anime_ids.tolist(), strict=True)),
-        centroid_ids=np.load(out / ANIME_VECTOR_IDS).astype(np.int64),
-        centroids=np.load(out / ANIME_VECTORS),
-        synopsis_ids=synopsis_ids,
-        synopsis_vectors=synopses,
-        catalog=json.loads((out / CATALOG).read_text()),
-    )
-    return previous, None
 
 
 @dataclass

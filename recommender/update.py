@@ -1,4 +1,4 @@
-"""Incremental builds: what a build may take over from the index already in ``--out`` (pure functions, no I/O).
+"""Incremental builds: what a build may take over from the index already in ``--out``.
 
 An update embeds only the reviews that are new or whose text changed (found by
 review id and a digest of the text), takes every other chunk's span and vector
@@ -16,15 +16,32 @@ build of the same store would write: same chunk ids per row, same vectors
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-#: The index format this code writes and reads (``build`` writes it into the manifest). 2: reviews in a
-#: memory-mapped Arrow file, the BM25 index built at index time, search settings in the manifest.
-FORMAT_VERSION = 2
+from recommender.errors import RecommenderError
+from recommender.index import VectorIndex
+from recommender.layout import (
+    ANIME_VECTOR_IDS,
+    ANIME_VECTORS,
+    CATALOG,
+    CHUNKS,
+    EMBEDDINGS,
+    FORMAT_VERSION,
+    MANIFEST,
+    REVIEW_DIGESTS,
+    REVIEWS,
+    ROW_IDS,
+    SYNOPSIS_IDS,
+    SYNOPSIS_VECTORS,
+)
+from recommender.review_table import ReviewTable
+
 #: Columns of ``chunks.parquet``, in the order a full build writes them.
 CHUNK_COLUMNS = ["chunk_id", "review_id", "anime_id", "chunk_no", "start", "end", "review_pos"]
 
@@ -158,7 +175,7 @@ def merge_chunks(old: pd.DataFrame, old_vectors: np.ndarray, fresh: pd.DataFrame
 
 @dataclass(frozen=True)
 class PreviousIndex:
-    """What an update takes over from the index already in ``--out`` (read by ``build.read_previous``).
+    """What an update takes over from the index already in ``--out`` (see :func:`read_previous`).
 
     Attributes:
         manifest: its manifest.
@@ -195,3 +212,59 @@ class PreviousIndex:
         """Names this previous index in a resumable plan: a plan made over another base is discarded."""
         built = self.manifest.get("build_id") or self.manifest.get("built_at")
         return f"{built}|{(self.manifest.get('store') or {}).get('checksum')}"
+
+
+def read_previous(out: Path, encoder, overlap: int) -> tuple[PreviousIndex | None, str | None]:
+    """The index in ``out`` when an update with ``encoder`` can reuse it; else None and why not.
+
+    Returns ``(None, None)`` when ``out`` holds no index at all.
+    """
+    path = Path(out) / MANIFEST
+    if not path.exists():
+        return None, None
+    try:
+        manifest = json.loads(path.read_text())
+        if not isinstance(manifest, dict):
+            return None, f"{MANIFEST} is not a JSON object"
+        reason = incompatibility(manifest, encoder, overlap)
+        if reason:
+            return None, reason
+        return _read_parts(Path(out), manifest)
+    except (OSError, ValueError, KeyError, RecommenderError) as exc:
+        return None, f"its files cannot be read ({exc.__class__.__name__}: {exc})"
+
+
+def _read_parts(out: Path, manifest: dict) -> tuple[PreviousIndex | None, str | None]:
+    row_ids = np.load(out / ROW_IDS)
+    chunks = pd.read_parquet(out / CHUNKS, columns=["chunk_id", "review_id", "chunk_no", "start", "end"])
+    if not np.array_equal(chunks["chunk_id"].to_numpy(), row_ids):
+        chunks = chunks.set_index("chunk_id").loc[row_ids].reset_index()
+    index_info = manifest["index"]
+    if (out / EMBEDDINGS).exists():
+        vectors = np.load(out / EMBEDDINGS)
+    elif VectorIndex.keeps_vectors(index_info["type"]):
+        vectors = VectorIndex.load(out, index_info["type"], index_info.get("params"), use_gpu=False).vectors()
+    else:
+        return None, f"its {index_info['type']} index keeps only 8-bit codes and there is no {EMBEDDINGS} beside it"
+    if vectors.shape != (len(chunks), manifest["dim"]):
+        return None, f"it holds {vectors.shape} vectors for {len(chunks)} chunks"
+    table = ReviewTable.open(out / REVIEWS)
+    review_ids = [str(r) for r in table.review_ids()]
+    digests = np.load(out / REVIEW_DIGESTS) if (out / REVIEW_DIGESTS).exists() else None
+    if digests is None or len(digests) != len(review_ids):  # an index from before digests were written
+        digests = [text_digest(text) for text in table.texts()]
+    synopsis_ids = np.load(out / SYNOPSIS_IDS).astype(np.int64) if (out / SYNOPSIS_IDS).exists() else np.zeros(0, int)
+    synopses = np.load(out / SYNOPSIS_VECTORS) if len(synopsis_ids) else np.zeros((0, manifest["dim"]), np.float32)
+    previous = PreviousIndex(
+        manifest=manifest,
+        chunks=chunks,
+        vectors=vectors,
+        digests=dict(zip(review_ids, (int(d) for d in digests), strict=True)),
+        anime_of=dict(zip(review_ids, table.anime_ids.tolist(), strict=True)),
+        centroid_ids=np.load(out / ANIME_VECTOR_IDS).astype(np.int64),
+        centroids=np.load(out / ANIME_VECTORS),
+        synopsis_ids=synopsis_ids,
+        synopsis_vectors=synopses,
+        catalog=json.loads((out / CATALOG).read_text()),
+    )
+    return previous, None
