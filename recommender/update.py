@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from recommender.encoder import Encoder
 from recommender.errors import RecommenderError
 from recommender.index import VectorIndex
 from recommender.layout import (
@@ -56,14 +57,15 @@ def manifest_backend(manifest: dict) -> str:
     return manifest.get("backend") or (manifest.get("model") or {}).get("backend") or "torch"
 
 
-def incompatibility(manifest: dict, encoder, overlap: int) -> str | None:
+def incompatibility(manifest: dict, encoder: Encoder, overlap: int) -> str | None:
     """Why an index with ``manifest`` cannot be updated with ``encoder`` and this chunk overlap (None: it can).
 
     Anything that changes a chunk's span or vector makes the old vectors useless:
     the format, the model's weights, its pooling, normalisation, similarity or
     dimension, the backend that computes the embeddings, and the chunking
-    settings. The index type is not on the list: an update re-indexes every
-    vector anyway, so another type costs no re-embedding.
+    settings (the tokenizer is taken to come with the weights). The index type
+    is not on the list: an update re-indexes every vector anyway, so another
+    type costs no re-embedding.
     """
     found = manifest.get("format_version")
     if found != FORMAT_VERSION:
@@ -214,7 +216,7 @@ class PreviousIndex:
         return f"{built}|{(self.manifest.get('store') or {}).get('checksum')}"
 
 
-def read_previous(out: Path, encoder, overlap: int) -> tuple[PreviousIndex | None, str | None]:
+def read_previous(out: Path, encoder: Encoder, overlap: int) -> tuple[PreviousIndex | None, str | None]:
     """The index in ``out`` when an update with ``encoder`` can reuse it; else None and why not.
 
     Returns ``(None, None)`` when ``out`` holds no index at all.

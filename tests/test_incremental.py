@@ -199,6 +199,20 @@ def test_sq8_keeps_its_embeddings_for_updates(tmp_path, tiny_encoder, recorded, 
     assert not report.incremental and len(said) == 1 and "8-bit codes" in said[0]
 
 
+def test_an_index_without_digests_is_updated_from_its_texts(tmp_path, tiny_encoder, recorded):
+    before = write_store(tmp_path / "before.sqlite", BASE, SYNOPSES)
+    out = tmp_path / "idx"
+    build_index(before, out=out, encoder=tiny_encoder, progress=False)
+    (out / "reviews.digests.npy").unlink()  # as written before digests existed
+    recorded.clear()
+    after = write_store(tmp_path / "after.sqlite", {**BASE, "r05": (1, "The volleyball team loses the final.")},
+                        SYNOPSES)
+    report = build_index(after, out=out, encoder=tiny_encoder, progress=False)
+    assert report.incremental and (report.new, report.changed, report.deleted) == (0, 1, 0)
+    assert recorded == ["The volleyball team loses the final."]
+    assert (out / "reviews.digests.npy").exists()
+
+
 def test_killed_update_keeps_the_old_index_and_resumes(tmp_path, tiny_encoder, monkeypatch):
     before = write_store(tmp_path / "before.sqlite", BASE, SYNOPSES)
     out = tmp_path / "idx"
