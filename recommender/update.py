@@ -24,23 +24,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from recommender import layout
 from recommender.encoder import Encoder
 from recommender.errors import RecommenderError
 from recommender.index import VectorIndex
-from recommender.layout import (
-    ANIME_VECTOR_IDS,
-    ANIME_VECTORS,
-    CATALOG,
-    CHUNKS,
-    EMBEDDINGS,
-    FORMAT_VERSION,
-    MANIFEST,
-    REVIEW_DIGESTS,
-    REVIEWS,
-    ROW_IDS,
-    SYNOPSIS_IDS,
-    SYNOPSIS_VECTORS,
-)
 from recommender.review_table import ReviewTable
 
 #: Columns of ``chunks.parquet``, in the order a full build writes them.
@@ -68,8 +55,8 @@ def incompatibility(manifest: dict, encoder: Encoder, overlap: int) -> str | Non
     type costs no re-embedding.
     """
     found = manifest.get("format_version")
-    if found != FORMAT_VERSION:
-        return f"it has index format {found}, this code writes {FORMAT_VERSION}"
+    if found != layout.FORMAT_VERSION:
+        return f"it has index format {found}, this code writes {layout.FORMAT_VERSION}"
     model = manifest.get("model") or {}
     if model.get("sha256") != encoder.sha256:
         return (f"it was built with other model weights ({model.get('name')}, sha256 {str(model.get('sha256'))[:12]}…;"
@@ -221,13 +208,13 @@ def read_previous(out: Path, encoder: Encoder, overlap: int) -> tuple[PreviousIn
 
     Returns ``(None, None)`` when ``out`` holds no index at all.
     """
-    path = Path(out) / MANIFEST
+    path = Path(out) / layout.MANIFEST
     if not path.exists():
         return None, None
     try:
         manifest = json.loads(path.read_text())
         if not isinstance(manifest, dict):
-            return None, f"{MANIFEST} is not a JSON object"
+            return None, f"{layout.MANIFEST} is not a JSON object"
         reason = incompatibility(manifest, encoder, overlap)
         if reason:
             return None, reason
@@ -237,36 +224,39 @@ def read_previous(out: Path, encoder: Encoder, overlap: int) -> tuple[PreviousIn
 
 
 def _read_parts(out: Path, manifest: dict) -> tuple[PreviousIndex | None, str | None]:
-    row_ids = np.load(out / ROW_IDS)
-    chunks = pd.read_parquet(out / CHUNKS, columns=["chunk_id", "review_id", "chunk_no", "start", "end"])
+    row_ids = np.load(out / layout.ROW_IDS)
+    chunks = pd.read_parquet(out / layout.CHUNKS, columns=["chunk_id", "review_id", "chunk_no", "start", "end"])
     if not np.array_equal(chunks["chunk_id"].to_numpy(), row_ids):
         chunks = chunks.set_index("chunk_id").loc[row_ids].reset_index()
     index_info = manifest["index"]
-    if (out / EMBEDDINGS).exists():
-        vectors = np.load(out / EMBEDDINGS)
+    if (out / layout.EMBEDDINGS).exists():
+        vectors = np.load(out / layout.EMBEDDINGS)
     elif VectorIndex.keeps_vectors(index_info["type"]):
         vectors = VectorIndex.load(out, index_info["type"], index_info.get("params"), use_gpu=False).vectors()
     else:
-        return None, f"its {index_info['type']} index keeps only 8-bit codes and there is no {EMBEDDINGS} beside it"
+        return None, (f"its {index_info['type']} index keeps only 8-bit codes and there is no"
+                      f" {layout.EMBEDDINGS} beside it")
     if vectors.shape != (len(chunks), manifest["dim"]):
         return None, f"it holds {vectors.shape} vectors for {len(chunks)} chunks"
-    table = ReviewTable.open(out / REVIEWS)
+    table = ReviewTable.open(out / layout.REVIEWS)
     review_ids = [str(r) for r in table.review_ids()]
-    digests = np.load(out / REVIEW_DIGESTS) if (out / REVIEW_DIGESTS).exists() else None
+    digests = np.load(out / layout.REVIEW_DIGESTS) if (out / layout.REVIEW_DIGESTS).exists() else None
     if digests is None or len(digests) != len(review_ids):  # an index from before digests were written
         digests = [text_digest(text) for text in table.texts()]
-    synopsis_ids = np.load(out / SYNOPSIS_IDS).astype(np.int64) if (out / SYNOPSIS_IDS).exists() else np.zeros(0, int)
-    synopses = np.load(out / SYNOPSIS_VECTORS) if len(synopsis_ids) else np.zeros((0, manifest["dim"]), np.float32)
+    synopsis_ids, synopses = np.zeros(0, np.int64), np.zeros((0, manifest["dim"]), np.float32)
+    if (out / layout.SYNOPSIS_IDS).exists():
+        synopsis_ids = np.load(out / layout.SYNOPSIS_IDS).astype(np.int64)
+        synopses = np.load(out / layout.SYNOPSIS_VECTORS)
     previous = PreviousIndex(
         manifest=manifest,
         chunks=chunks,
         vectors=vectors,
         digests=dict(zip(review_ids, (int(d) for d in digests), strict=True)),
         anime_of=dict(zip(review_ids, table.anime_ids.tolist(), strict=True)),
-        centroid_ids=np.load(out / ANIME_VECTOR_IDS).astype(np.int64),
-        centroids=np.load(out / ANIME_VECTORS),
+        centroid_ids=np.load(out / layout.ANIME_VECTOR_IDS).astype(np.int64),
+        centroids=np.load(out / layout.ANIME_VECTORS),
         synopsis_ids=synopsis_ids,
         synopsis_vectors=synopses,
-        catalog=json.loads((out / CATALOG).read_text()),
+        catalog=json.loads((out / layout.CATALOG).read_text()),
     )
     return previous, None
