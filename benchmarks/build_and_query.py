@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
                 store.upsert_reviews(Review(**{**r.to_dict()}) for r in keep)
         encoder = Encoder.load(args.model)
         rss_before = peak_rss_mib()
-        report = build_index(db, out=out, encoder=encoder, progress=True)
+        report = build_index(db, out=out, encoder=encoder, progress=True, full=True)  # full even into an old --out
         rss_build = peak_rss_mib()
 
         recommender = Recommender.load(out, encoder=encoder)
