@@ -4,7 +4,8 @@
 
 With no flags it works under data/: the first run imports the demo corpus when
 the store is empty and builds the index (progress bars on the way); later runs
-rebuild only when the store has changed since the index was built.
+update it when the store has changed (embedding only new and changed reviews) and
+rebuild it when the model or chunking differ from the ones it was built with.
 """
 
 from __future__ import annotations
@@ -27,21 +28,34 @@ EXIT_WORDS = {"q", "quit", "exit"}
 PROMPT = "What do you want to watch? (q to quit) > "
 
 
-def _index_is_current(index_dir: Path, db: Path) -> bool:
-    """True when ``index_dir`` holds an index built from the store's current reviews."""
+def rebuild_reason(index_dir: Path, db: Path, encoder) -> str | None:
+    """Why ``index_dir`` must be built or updated before it answers for the store with ``encoder`` (None: current).
+
+    The build's own compatibility check decides (:func:`recommender.update.incompatibility`), so an index
+    made with other weights — a model re-exported under the same name — is rebuilt, never refused.
+    """
+    from recommender.errors import IndexMismatchError
     from recommender.search import load_manifest
+    from recommender.update import incompatibility
     from scraping.store import Store
 
     try:
         manifest = load_manifest(index_dir)
+    except IndexMismatchError:
+        return "it was written by another version of this program"
     except RecommenderError:
-        return False
+        return "there is no index yet"
+    reason = incompatibility(manifest, encoder, config.CHUNK_OVERLAP_TOKENS)
+    if reason:
+        return reason
     with Store.open(db) as store:
-        return manifest["store"]["checksum"] == store.reviews_checksum()
+        if manifest["store"]["checksum"] != store.reviews_checksum():
+            return "the store's reviews changed; only new and changed reviews are embedded"
+    return None
 
 
 def ensure_default_index(db: Path, encoder, out: TextIO) -> Path:
-    """The default index for ``encoder``, importing the demo corpus and (re)building as needed."""
+    """The default index for ``encoder``, importing the demo corpus and building or updating it as needed."""
     from recommender.build import build_index
     from scraping.importers import import_anime_jsonl, import_path
     from scraping.store import Store
@@ -52,11 +66,11 @@ def ensure_default_index(db: Path, encoder, out: TextIO) -> Path:
             print(import_anime_jsonl(store, config.DEMO_ANIME).summary(), file=out)
             print(import_path(store, config.DEMO_REVIEWS).summary(), file=out)
     index_dir = config.default_index_dir(encoder.name)
-    if not _index_is_current(index_dir, db):
-        print(f"Building the index {index_dir} with {encoder.name} (first run, or the store changed).", file=out)
-        report = build_index(db, out=index_dir, encoder=encoder)
-        print(f"Indexed {report.reviews} reviews ({report.chunks} chunks) of {report.anime} anime"
-              f" in {report.seconds:.0f} s.", file=out)
+    reason = rebuild_reason(index_dir, db, encoder)
+    if reason is not None:
+        print(f"Indexing the reviews into {index_dir} with {encoder.name}: {reason}.", file=out)
+        report = build_index(db, out=index_dir, encoder=encoder, say=lambda _line: None)  # the reason is said
+        print(report.summary(), file=out)
     return index_dir
 
 

@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         load_before = load_average()
         encoder = Encoder.load(args.model, backend=args.backend)
         rss_before = peak_rss_mib()
-        report = build_index(db, out=out, encoder=encoder, progress=True)
+        report = build_index(db, out=out, encoder=encoder, progress=True, full=True)  # full even into an old --out
         rss_build = peak_rss_mib()
         load_after_build = load_average()
 

@@ -31,12 +31,9 @@ def cmd_build(args: argparse.Namespace) -> int:
     encoder = Encoder.load(args.model, backend=args.backend or default_backend())
     report = build_index(args.db, encoder=encoder, out=args.out, index_type=args.index_type,
                          index_params={"ef_search": args.ef_search, "nprobe": args.nprobe},
-                         batch_size=args.batch_size, progress=not args.quiet)
-    print(
-        f"index written to {report.out}: {report.reviews} reviews, {report.chunks} chunks, {report.anime} anime"
-        f" in {report.seconds:.1f} s ({report.reviews_per_s:.1f} reviews/s,"
-        f" {report.chunks_per_s:.1f} chunks/s embedded; {report.resumed_chunks} chunks resumed)"
-    )
+                         batch_size=args.batch_size, progress=not args.quiet,
+                         full=args.full, say=lambda line: print(line, file=sys.stderr, flush=True))
+    print(report.summary())
     return 0
 
 
@@ -173,7 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("build", help="embed every review in the store and write an index directory")
+    p = sub.add_parser("build", help="index the store's reviews: update the index in --out, or build it")
     p.add_argument("--db", default=str(config.DEFAULT_DB), help="review store (default: %(default)s)")
     p.add_argument("--model",
                    help="model name or directory (default: newest under data/models/, else all-MiniLM-L6-v2)")
@@ -188,6 +185,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", choices=BACKENDS,
                    help=f"what computes the embeddings (default: {config.DEFAULT_BACKEND} on a CPU, torch on a GPU;"
                         " the index's queries are encoded the same way; see benchmarks/encode_backends.py)")
+    p.add_argument("--full", action="store_true",
+                   help="embed every review again (default: when --out holds an index made with the same model"
+                        " and chunking, embed only new and changed reviews)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_build)
 

@@ -373,13 +373,18 @@ class VectorIndex:
         """Whether searches (with ``k`` up to :data:`GPU_MAX_K`) run on a GPU copy."""
         return self._gpu is not None
 
+    @staticmethod
+    def keeps_vectors(index_type: str) -> bool:
+        """Whether an index of this type stores the full-precision vectors (``sq8`` keeps 8-bit codes only)."""
+        return index_type != "sq8"
+
     def vectors(self) -> np.ndarray:
         """The stored full-precision vectors (to re-index as another type without re-embedding).
 
         Raises:
             InvalidParameterError: ``sq8`` keeps only 8-bit codes.
         """
-        if self.index_type == "sq8":
+        if not self.keeps_vectors(self.index_type):
             raise InvalidParameterError("an sq8 index keeps only 8-bit codes, not the original vectors")
         source = faiss.downcast_index(self._index.refine_index) if self.index_type == "ivfpq" else self._index
         return source.reconstruct_n(0, self.ntotal) if self.ntotal else np.zeros((0, self.dim), np.float32)
