@@ -13,9 +13,10 @@ the popularity corrections divide by); an anime missing from it counts as 1.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+
+import numpy as np
 
 from recommender import config
 from recommender.errors import UnknownAggregationError
@@ -53,11 +54,75 @@ class AnimeScore:
     anime_id: int
     score: float
     count: int
-    hits: list[Hit] = field(default_factory=list)
+    hits: Sequence[Hit] = field(default_factory=list)
 
     @property
     def best_rank(self) -> int:
         return self.hits[0].rank if self.hits else 1 << 30
+
+
+class RankedHits(Sequence):
+    """A query's hits in rank order (ranks 0, 1, 2…), held as arrays; :class:`Hit` objects are made only
+    for the hits someone reads.
+
+    The retriever hands these to the aggregations, which rank anime from the arrays; only the
+    hits of the anime on the page shown are ever made into objects (a few dozen of the ~500).
+    Reads like a list of hits and compares equal to one.
+    """
+
+    def __init__(self, anime: np.ndarray, similarity: np.ndarray, review_ids: list[str], rows: np.ndarray,
+                 cosine: np.ndarray) -> None:
+        self.anime = np.asarray(anime, dtype=np.int64)
+        self.similarity = np.asarray(similarity, dtype=np.float64)
+        self._review_ids = review_ids
+        self._rows = np.asarray(rows, dtype=np.int64)
+        self._cosine = np.asarray(cosine, dtype=np.float64)
+        self._made: dict[int, Hit] = {}
+
+    def __len__(self) -> int:
+        return len(self.anime)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        i = range(len(self))[index]
+        hit = self._made.get(i)
+        if hit is None:
+            hit = self._made[i] = Hit(int(self.anime[i]), float(self.similarity[i]), i, self._review_ids[i],
+                                      int(self._rows[i]), float(self._cosine[i]))
+        return hit
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Sequence) and list(self) == list(other)
+
+    __hash__ = None
+
+
+class _GroupHits(Sequence):
+    """The hits of one anime: a view into a :class:`RankedHits`, in rank order, made on first read."""
+
+    def __init__(self, hits: RankedHits, member: np.ndarray, group: int) -> None:
+        self._hits, self._member, self._group = hits, member, group
+        self._positions: list[int] | None = None
+
+    def _where(self) -> list[int]:
+        if self._positions is None:
+            self._positions = np.flatnonzero(self._member == self._group).tolist()
+        return self._positions
+
+    def __len__(self) -> int:
+        return len(self._where())
+
+    def __getitem__(self, index):
+        where = self._where()
+        if isinstance(index, slice):
+            return [self._hits[i] for i in where[index]]
+        return self._hits[where[index]]
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Sequence) and list(self) == list(other)
+
+    __hash__ = None
 
 
 def best_hit_per_review(hits: Iterable[Hit]) -> list[Hit]:
@@ -84,15 +149,62 @@ def group_by_anime(hits: Sequence[Hit]) -> dict[int, list[Hit]]:
     return groups
 
 
-def _rank(groups: dict[int, list[Hit]], score_of: Callable[[int, list[Hit]], float]) -> list[AnimeScore]:
-    scored = [AnimeScore(anime_id, float(score_of(anime_id, hits)), len(hits), hits)
-              for anime_id, hits in groups.items()]
-    scored.sort(key=lambda s: (-s.score, s.best_rank))
-    return scored
+class _Groups:
+    """One query's hits grouped by anime, as arrays: what every aggregation scores (a few hundred hits per
+    query, so the per-anime sums run in numpy rather than in Python loops).
 
+    Groups are numbered in the order of each anime's best (first-ranked) hit; within a group,
+    hits keep their rank order.
+    """
 
-def _reviews_of(review_counts: Mapping[int, int] | None, anime_id: int) -> int:
-    return max(1, int(review_counts.get(anime_id, 1))) if review_counts else 1
+    def __init__(self, hits: Sequence[Hit]) -> None:
+        if isinstance(hits, RankedHits):
+            ordered, anime, self.similarity = hits, hits.anime, hits.similarity
+            self.rank = np.arange(len(hits), dtype=np.float64)
+        else:
+            ordered = sorted(hits, key=lambda h: h.rank)
+            anime = np.fromiter((h.anime_id for h in ordered), dtype=np.int64, count=len(ordered))
+            self.similarity = np.fromiter((h.similarity for h in ordered), dtype=np.float64, count=len(ordered))
+            self.rank = np.fromiter((h.rank for h in ordered), dtype=np.float64, count=len(ordered))
+        ids, first, inverse = np.unique(anime, return_index=True, return_inverse=True)
+        by_first = np.argsort(first, kind="stable")
+        position = np.empty(len(ids), dtype=np.int64)
+        position[by_first] = np.arange(len(ids))
+        self.anime = ids[by_first]
+        self.first = first[by_first]  # index (in rank order) of each group's best hit
+        self.member = position[inverse]  # group of every hit
+        self.size = np.bincount(self.member, minlength=len(self.anime))
+        self.hits = ordered
+
+    def total(self, values: np.ndarray) -> np.ndarray:
+        return np.bincount(self.member, weights=values, minlength=len(self.anime))
+
+    def nth(self) -> np.ndarray:
+        """Each hit's place within its group (0 for the group's best)."""
+        order = np.argsort(self.member, kind="stable")
+        starts = np.repeat(np.cumsum(self.size) - self.size, self.size)
+        nth = np.empty(len(self.member), dtype=np.int64)
+        nth[order] = np.arange(len(self.member)) - starts
+        return nth
+
+    def reviews(self, review_counts: Mapping[int, int] | None) -> np.ndarray:
+        """Each group's reviews in the index (at least 1; 1 when unknown)."""
+        if not review_counts:
+            return np.ones(len(self.anime))
+        return np.array([max(1, int(review_counts.get(int(a), 1))) for a in self.anime], dtype=np.float64)
+
+    def ranked(self, scores: np.ndarray) -> list[AnimeScore]:
+        """AnimeScores best first; ties by the best hit's rank."""
+        if isinstance(self.hits, RankedHits):  # hits are made when an anime's are read (the page shown)
+            members = [_GroupHits(self.hits, self.member, g) for g in range(len(self.anime))]
+        else:
+            members = [[] for _ in range(len(self.anime))]
+            for hit, group in zip(self.hits, self.member.tolist(), strict=True):
+                members[group].append(hit)
+        best_rank = self.rank[self.first]
+        order = np.lexsort((best_rank, -scores))
+        anime, size = self.anime.tolist(), self.size.tolist()
+        return [AnimeScore(anime[g], float(scores[g]), size[g], members[g]) for g in order.tolist()]
 
 
 def count_votes(hits: Sequence[Hit], **_: object) -> list[AnimeScore]:
@@ -102,7 +214,8 @@ def count_votes(hits: Sequence[Hit], **_: object) -> list[AnimeScore]:
     for comparison and for the reference ``/search`` route. Unlike the reference,
     ties keep the retrieval order instead of an arbitrary set order.
     """
-    return _rank(group_by_anime(hits), lambda _, group: len(group))
+    groups = _Groups(hits)
+    return groups.ranked(groups.size.astype(np.float64))
 
 
 def sum_similarity(hits: Sequence[Hit], **_: object) -> list[AnimeScore]:
@@ -111,7 +224,8 @@ def sum_similarity(hits: Sequence[Hit], **_: object) -> list[AnimeScore]:
     Rewards many matching reviews like ``count`` does, but a close match weighs
     more than a marginal one; still favours anime with many reviews.
     """
-    return _rank(group_by_anime(hits), lambda _, group: sum(h.similarity for h in group))
+    groups = _Groups(hits)
+    return groups.ranked(groups.total(groups.similarity))
 
 
 def max_similarity(hits: Sequence[Hit], **_: object) -> list[AnimeScore]:
@@ -121,7 +235,8 @@ def max_similarity(hits: Sequence[Hit], **_: object) -> list[AnimeScore]:
     popularity, but a single lucky sentence decides, so agreement between
     reviews is wasted.
     """
-    return _rank(group_by_anime(hits), lambda _, group: group[0].similarity)
+    groups = _Groups(hits)
+    return groups.ranked(groups.similarity[groups.first])
 
 
 def reciprocal_rank_fusion(hits: Sequence[Hit], *, rrf_k: float = config.RRF_K, **_: object) -> list[AnimeScore]:
@@ -131,7 +246,8 @@ def reciprocal_rank_fusion(hits: Sequence[Hit], *, rrf_k: float = config.RRF_K, 
     scales of different models do not matter); many reviews still add up, so
     popular anime keep part of their advantage.
     """
-    return _rank(group_by_anime(hits), lambda _, group: sum(1.0 / (rrf_k + h.rank + 1) for h in group))
+    groups = _Groups(hits)
+    return groups.ranked(groups.total(1.0 / (rrf_k + groups.rank + 1)))
 
 
 def normalized_sum(hits: Sequence[Hit], *, review_counts: Mapping[int, int] | None = None,
@@ -142,10 +258,8 @@ def normalized_sum(hits: Sequence[Hit], *, review_counts: Mapping[int, int] | No
     ``alpha = 0`` is ``sum``, ``alpha = 1`` the mean over all its reviews (which
     punishes a famous anime for its many off-topic reviews).
     """
-    def score(anime_id: int, group: list[Hit]) -> float:
-        return sum(h.similarity for h in group) / _reviews_of(review_counts, anime_id) ** alpha
-
-    return _rank(group_by_anime(hits), score)
+    groups = _Groups(hits)
+    return groups.ranked(groups.total(groups.similarity) / groups.reviews(review_counts) ** alpha)
 
 
 def top_k_mean(hits: Sequence[Hit], *, top_k: int = config.TOP_K, floor: float | None = None,
@@ -160,13 +274,12 @@ def top_k_mean(hits: Sequence[Hit], *, top_k: int = config.TOP_K, floor: float |
     """
     if not hits:
         return []
-    pad = min(h.similarity for h in hits) if floor is None else floor
-
-    def score(_: int, group: list[Hit]) -> float:
-        best = [h.similarity for h in group[:top_k]]
-        return (sum(best) + pad * (top_k - len(best))) / top_k
-
-    return _rank(group_by_anime(hits), score)
+    groups = _Groups(hits)
+    pad = float(groups.similarity.min()) if floor is None else floor
+    kept = groups.nth() < top_k
+    best = np.bincount(groups.member[kept], weights=groups.similarity[kept], minlength=len(groups.anime))
+    missing = np.maximum(0, top_k - groups.size)
+    return groups.ranked((best + pad * missing) / top_k)
 
 
 def soft_vote(hits: Sequence[Hit], *, review_counts: Mapping[int, int] | None = None,
@@ -181,12 +294,11 @@ def soft_vote(hits: Sequence[Hit], *, review_counts: Mapping[int, int] | None = 
     best-matching reviews first, agreement between them second, popularity not
     at all when ``alpha = 1``.
     """
-    def score(anime_id: int, group: list[Hit]) -> float:
-        top = group[0].similarity
-        lse = top + temperature * math.log(sum(math.exp((h.similarity - top) / temperature) for h in group))
-        return lse - alpha * temperature * math.log(_reviews_of(review_counts, anime_id))
-
-    return _rank(group_by_anime(hits), score)
+    groups = _Groups(hits)
+    top = groups.similarity[groups.first]
+    spread = groups.total(np.exp((groups.similarity - top[groups.member]) / temperature))
+    lse = top + temperature * np.log(spread)
+    return groups.ranked(lse - alpha * temperature * np.log(groups.reviews(review_counts)))
 
 
 AGGREGATIONS: dict[str, Callable[..., list[AnimeScore]]] = {

@@ -60,15 +60,10 @@ def sentence_weights(text: str, sentences: list[tuple[int, int]], terms: set[str
 def sentence_spans(text: str, start: int = 0, end: int | None = None) -> list[tuple[int, int]]:
     """Character spans of the sentences inside ``text[start:end]``."""
     end = len(text) if end is None else end
-    spans, cursor = [], start
-    for match in _SENTENCE_END.finditer(text, start, end):
-        gap_start, gap_end = match.span(1)
-        if gap_start > cursor:
-            spans.append((cursor, gap_start))
-        cursor = gap_end
-    if cursor < end:
-        spans.append((cursor, end))
-    return [(a, b) for a, b in spans if _NON_SPACE.search(text, a, b)]
+    gaps = [match.span(1) for match in _SENTENCE_END.finditer(text, start, end)]
+    starts = [start] + [gap_end for _, gap_end in gaps]
+    ends = [gap_start for gap_start, _ in gaps] + [end]
+    return [(a, b) for a, b in zip(starts, ends, strict=True) if a < b and _NON_SPACE.search(text, a, b)]
 
 
 def snippet(text: str, start: int, end: int, query: str, max_chars: int = 320) -> str:

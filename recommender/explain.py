@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from recommender.aggregate import Hit, best_hit_per_review
+from recommender.aggregate import Hit
 from recommender.evidence import snippet
+from recommender.index import AllowedRows
 from recommender.index_data import IndexData
 from recommender.results import Evidence
 from scraping.models import review_url
@@ -45,11 +46,13 @@ class EvidenceFinder:
                                      snippet=passage, url=review_url(hit.review_id)))
         return evidence
 
-    def nearest_reviews(self, vector: np.ndarray, anime_ids: list[int] | set[int]) -> dict[int, list[Hit]]:
-        """Each anime's review passages ranked by similarity to ``vector`` (best chunk per review).
+    def nearest_reviews(self, vector: np.ndarray, anime_ids: list[int] | set[int],
+                        per_anime: int | None = None) -> dict[int, list[Hit]]:
+        """Each anime's reviews ranked by the similarity of their best passage to ``vector``.
 
         Scores only those anime's rows (one decode per row, or one filtered search
-        for a very large anime), never a growing search of the whole index.
+        for a very large anime), never a growing search of the whole index; with
+        ``per_anime`` only that many reviews of each anime are kept.
         """
         data = self.data
         rows = np.concatenate([data.rows_of_anime(a) for a in anime_ids]) if anime_ids else np.zeros(0, np.int64)
@@ -57,18 +60,23 @@ class EvidenceFinder:
             return {}
         if len(rows) <= DIRECT_SCORING_ROWS:
             sims = data.index.similarities(vector, rows)
-            order = np.argsort(-sims, kind="stable")
-            rows, sims = rows[order], sims[order]
         else:
-            from recommender.index import AllowedRows
-
-            sims, found = data.index.search(vector, DIRECT_SCORING_ROWS,
-                                            allowed=AllowedRows.of_rows(rows, data.ntotal))
+            sims, found = data.index.search(vector, DIRECT_SCORING_ROWS, allowed=AllowedRows.of_rows(rows, data.ntotal))
             rows, sims = found[0][found[0] >= 0], sims[0][found[0] >= 0]
+        order = np.argsort(-sims, kind="stable")
+        rows, sims = rows[order], sims[order]
+        first = np.sort(np.unique(data.row_review[rows], return_index=True)[1])  # best passage of each review
+        rows, sims = rows[first], sims[first]
+        anime = data.row_anime[rows]
+        if per_anime is not None:
+            seen = np.zeros(len(rows), dtype=np.int64)
+            for a in np.unique(anime):
+                where = np.flatnonzero(anime == a)
+                seen[where] = np.arange(len(where))
+            keep = seen < per_anime
+            rows, sims, anime = rows[keep], sims[keep], anime[keep]
         review_ids = data.reviews.take_ids(data.row_review[rows])
-        hits = [Hit(int(data.row_anime[r]), float(s), i, rid, int(r)) for i, (r, s, rid)
-                in enumerate(zip(rows, sims, review_ids, strict=True))]
         grouped: dict[int, list[Hit]] = {}
-        for hit in best_hit_per_review(hits):
-            grouped.setdefault(hit.anime_id, []).append(hit)
+        for i, (a, s, r, rid) in enumerate(zip(anime.tolist(), sims.tolist(), rows.tolist(), review_ids, strict=True)):
+            grouped.setdefault(a, []).append(Hit(a, s, i, rid, r))
         return grouped

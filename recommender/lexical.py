@@ -58,6 +58,9 @@ class LexicalIndex:
     def __init__(self, bm25: bm25s.BM25, size: int) -> None:
         self._bm25 = bm25
         self.size = size
+        # Postings stay memory-mapped; the offsets into them (8 bytes a word) are read for every query word.
+        self._indptr = np.array(bm25.scores["indptr"], dtype=np.int64)
+        self._data, self._indices = bm25.scores["data"], bm25.scores["indices"]
 
     @classmethod
     def build(cls, texts: Iterable[str], *, progress: bool = False, total: int | None = None,
@@ -150,7 +153,7 @@ class LexicalIndex:
             return out
         order = np.argsort(positions, kind="stable")
         needles = positions[order].astype(np.int32)  # sorted, and of the postings' type: a faster search
-        data, indices, indptr = (self._bm25.scores[k] for k in ("data", "indices", "indptr"))
+        data, indices, indptr = self._data, self._indices, self._indptr
         for term_id, repeats in Counter(term_ids).items():
             lo, hi = int(indptr[term_id]), int(indptr[term_id + 1])
             if hi == lo:
@@ -168,7 +171,7 @@ class LexicalIndex:
         search and read as it is.
         """
         out = np.zeros(max(0, self.size - start), dtype=np.float32)
-        data, indices, indptr = (self._bm25.scores[k] for k in ("data", "indices", "indptr"))
+        data, indices, indptr = self._data, self._indices, self._indptr
         for term_id, repeats in Counter(term_ids).items():
             lo, hi = int(indptr[term_id]), int(indptr[term_id + 1])
             first = lo + int(np.searchsorted(indices[lo:hi], start))
@@ -178,13 +181,11 @@ class LexicalIndex:
 
     def document_frequency(self, term_id: int) -> int:
         """How many passages contain the word."""
-        indptr = self._bm25.scores["indptr"]
-        return int(indptr[term_id + 1] - indptr[term_id])
+        return int(self._indptr[term_id + 1] - self._indptr[term_id])
 
     def postings(self, term_id: int) -> np.ndarray:
         """Positions of the passages that contain the word (ascending)."""
-        indptr = self._bm25.scores["indptr"]
-        return np.asarray(self._bm25.scores["indices"][indptr[term_id]:indptr[term_id + 1]])
+        return np.asarray(self._indices[self._indptr[term_id]:self._indptr[term_id + 1]])
 
 
 def top_passages(scores: np.ndarray, k: int, allowed: np.ndarray | None = None) -> np.ndarray:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from recommender.aggregate import Hit
+from recommender.aggregate import RankedHits
 from recommender.fusion import Candidates, fuse
 from recommender.index_data import Allowed, IndexData
 from recommender.search_config import SearchConfig
@@ -89,7 +89,7 @@ class Retriever:
         return np.setdiff1d(holders[order], dense_rows).astype(np.int64)
 
     def hits(self, candidates: Candidates, order: np.ndarray, scores: np.ndarray,
-             one_per_review: bool = False) -> list[Hit]:
+             one_per_review: bool = False) -> RankedHits:
         """Hits for ``candidates[order]``: ``similarity`` is the ranking score, ``cosine`` the model's similarity.
 
         With ``one_per_review`` only each review's best passage is kept and ranks are
@@ -102,12 +102,10 @@ class Retriever:
             keys = np.where(rows >= 0, reviews, -1 - candidates.anime[order])  # a synopsis is its own "review"
             first = np.sort(np.unique(keys, return_index=True)[1])
             order, rows, reviews = order[first], rows[first], reviews[first]
-        anime = candidates.anime[order].tolist()
-        review_ids = [rid if rid is not None else f"synopsis:{a}" for rid, a in zip(self.review_ids(reviews), anime,
-                                                                                    strict=True)]
-        return [Hit(a, s, i, rid, r, m) for i, (a, s, rid, r, m) in enumerate(zip(
-            anime, scores[order].tolist(), review_ids, rows.tolist(), candidates.similarity[order].tolist(),
-            strict=True))]
+        anime = candidates.anime[order]
+        review_ids = [rid if rid is not None else f"synopsis:{a}" for rid, a in zip(self.review_ids(reviews),
+                                                                                    anime.tolist(), strict=True)]
+        return RankedHits(anime, scores[order], review_ids, rows, candidates.similarity[order])
 
     def review_ids(self, positions: np.ndarray) -> list[str | None]:
         """Review ids at ``positions`` (None for -1), read from the mapped table in one call."""
@@ -115,7 +113,7 @@ class Retriever:
         ids = self.data.reviews.take_ids(np.maximum(positions, 0))
         return [rid if p >= 0 else None for rid, p in zip(ids, positions.tolist(), strict=True)]
 
-    def dense_hits(self, dense: tuple[np.ndarray, np.ndarray], unit: float, one_per_review: bool = False) -> list[Hit]:
+    def dense_hits(self, dense: tuple[np.ndarray, np.ndarray], unit: float, one_per_review: bool = False) -> RankedHits:
         """The dense hits alone (what the reference ``count`` vote reads), similarity in cosine units."""
         sims, rows = dense
         candidates = Candidates(rows=rows.astype(np.int64), anime=self.data.row_anime[rows], similarity=sims,
@@ -123,7 +121,7 @@ class Retriever:
         return self.hits(candidates, np.arange(len(rows)), sims.astype(np.float64) / unit, one_per_review)
 
     def fused_hits(self, query: str, vector: np.ndarray, dense: tuple[np.ndarray, np.ndarray], allowed: Allowed,
-                   settings: SearchConfig, one_per_review: bool = False) -> list[Hit]:
+                   settings: SearchConfig, one_per_review: bool = False) -> RankedHits:
         """Dense, lexical and synopsis candidates fused and ranked (see :mod:`recommender.fusion`)."""
         candidates = self.candidates(query, vector, dense, allowed, settings)
         order, fused = fuse(candidates, unit=similarity_unit(vector, settings),

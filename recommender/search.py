@@ -243,7 +243,8 @@ class Recommender:
         hits = entry.hits
         if vector is not None and not any(h.is_review for h in hits):
             # Ranked on its synopsis alone: show the anime's own reviews closest to the query instead.
-            hits = self.evidence.nearest_reviews(vector, [entry.anime_id]).get(entry.anime_id, [])
+            shown = 2 * self.settings.evidence_per_result  # spares, as a duplicate passage is skipped
+            hits = self.evidence.nearest_reviews(vector, [entry.anime_id], per_anime=shown).get(entry.anime_id, [])
         return AnimeResult(
             anime_id=entry.anime_id,
             title=meta.get("title") or f"Anime {entry.anime_id}",
