@@ -60,7 +60,8 @@ class LexicalIndex:
         self.size = size
         # Postings stay memory-mapped; the offsets into them (8 bytes a word) are read for every query word.
         self._indptr = np.array(bm25.scores["indptr"], dtype=np.int64)
-        self._data, self._indices = bm25.scores["data"], bm25.scores["indices"]
+        # Plain array views of the mapped files (no copy): slicing a np.memmap costs a subclass object each time.
+        self._data, self._indices = np.asarray(bm25.scores["data"]), np.asarray(bm25.scores["indices"])
 
     @classmethod
     def build(cls, texts: Iterable[str], *, progress: bool = False, total: int | None = None,
@@ -158,10 +159,10 @@ class LexicalIndex:
             lo, hi = int(indptr[term_id]), int(indptr[term_id + 1])
             if hi == lo:
                 continue
-            docs = np.asarray(indices[lo:hi])
+            docs = indices[lo:hi]
             where = np.minimum(np.searchsorted(docs, needles), hi - lo - 1)
             found = docs[where] == needles
-            out[order[found]] += repeats * np.asarray(data[lo:hi])[where[found]]
+            out[order[found]] += repeats * data[lo:hi][where[found]]
         return out
 
     def scores_from(self, term_ids: list[int], start: int) -> np.ndarray:
@@ -176,7 +177,7 @@ class LexicalIndex:
             lo, hi = int(indptr[term_id]), int(indptr[term_id + 1])
             first = lo + int(np.searchsorted(indices[lo:hi], start))
             if first < hi:
-                out[np.asarray(indices[first:hi]) - start] += repeats * data[first:hi]
+                out[indices[first:hi] - start] += repeats * data[first:hi]
         return out
 
     def document_frequency(self, term_id: int) -> int:
@@ -185,7 +186,7 @@ class LexicalIndex:
 
     def postings(self, term_id: int) -> np.ndarray:
         """Positions of the passages that contain the word (ascending)."""
-        return np.asarray(self._indices[self._indptr[term_id]:self._indptr[term_id + 1]])
+        return self._indices[self._indptr[term_id]:self._indptr[term_id + 1]]
 
 
 def top_passages(scores: np.ndarray, k: int, allowed: np.ndarray | None = None) -> np.ndarray:
