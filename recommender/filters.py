@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from scraping.models import is_adult as adult_rule
 
@@ -36,21 +37,26 @@ def labels(meta: Mapping) -> set[str]:
     return {label.casefold() for key in ("genres", "themes", "demographics") for label in (meta.get(key) or [])}
 
 
-def is_adult(meta: Mapping) -> bool:
-    """Whether a catalogue entry is an adult title, by the one rule in :func:`scraping.models.is_adult`."""
-    return adult_rule(labels(meta), meta.get("rating"), bool(meta.get("nsfw")))
+def is_adult(meta: Mapping, found: set[str] | None = None) -> bool:
+    """Whether a catalogue entry is an adult title, by the one rule in :func:`scraping.models.is_adult`
+    (``found``: its :func:`labels`, when already known)."""
+    return adult_rule(labels(meta) if found is None else found, meta.get("rating"), bool(meta.get("nsfw")))
 
 
-def matches(meta: dict, filters: SearchFilters) -> bool:
-    """Whether an anime's catalogue entry passes ``filters``; unknown metadata fails only the filters that need it."""
-    if not filters.nsfw and is_adult(meta):
+def matches(meta: dict, filters: SearchFilters, found: set[str] | None = None) -> bool:
+    """Whether an anime's catalogue entry passes ``filters``; unknown metadata fails only the filters that need it.
+
+    ``found``: the entry's :func:`labels`, when the caller keeps them (a loaded index computes them once).
+    """
+    found = labels(meta) if found is None else found
+    if not filters.nsfw and is_adult(meta, found):
         return False
-    found = labels(meta)
-    if any(g.casefold() not in found for g in filters.genres):
+    wanted, unwanted, types = _folded(filters)
+    if wanted and not wanted <= found:
         return False
-    if any(g.casefold() in found for g in filters.exclude_genres):
+    if unwanted and not unwanted.isdisjoint(found):
         return False
-    if filters.types and (meta.get("type") or "").casefold() not in {t.casefold() for t in filters.types}:
+    if types and (meta.get("type") or "").casefold() not in types:
         return False
     year = meta.get("year")
     if filters.year_min is not None and (year is None or year < filters.year_min):
@@ -61,3 +67,10 @@ def matches(meta: dict, filters: SearchFilters) -> bool:
     if filters.min_score is not None and (score is None or score < filters.min_score):
         return False
     return True
+
+
+@lru_cache(maxsize=512)
+def _folded(filters: SearchFilters) -> tuple[frozenset[str], frozenset[str], frozenset[str]]:
+    """The filter's genres to have, genres to avoid and types, case-folded once per filter set."""
+    fold = lambda values: frozenset(v.casefold() for v in values)  # noqa: E731
+    return fold(filters.genres), fold(filters.exclude_genres), fold(filters.types)

@@ -119,6 +119,7 @@ class IndexData:
         self._max_anime_id = int(max(anime.max(initial=0), self.synopsis_ids.max(initial=0)))
         self._filter_cache = {}
         self._lock = threading.Lock()
+        self._labels = {a: labels(self.catalog.get(a, {})) for a in self.review_counts}
         for name, array in (("row_review", self.row_review), ("row_anime", self.row_anime),
                             ("row_start", self.row_start), ("row_end", self.row_end)):
             array.setflags(write=False)
@@ -201,7 +202,8 @@ class IndexData:
 
     def genre_labels(self, anime_id: int) -> set[str]:
         """Case-folded genres, themes and demographics of an anime (empty when unknown)."""
-        return labels(self.catalog.get(int(anime_id), {}))
+        known = self._labels.get(int(anime_id))
+        return set(known) if known is not None else labels(self.catalog.get(int(anime_id), {}))
 
     # ---- filters ---------------------------------------------------------------------
     def allowed(self, filters: SearchFilters | None) -> Allowed:
@@ -210,7 +212,8 @@ class IndexData:
         cached = self._filter_cache.get(filters)
         if cached is not None:
             return cached
-        banned = [a for a in self.review_counts if not matches(self.catalog.get(a, {}), filters)]
+        banned = [a for a in self.review_counts
+                  if not matches(self.catalog.get(a, {}), filters, self._labels[a])]
         if banned:
             ok = np.ones(self._max_anime_id + 1, dtype=bool)  # anime id → allowed: one lookup per row
             ok[banned] = False
