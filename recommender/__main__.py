@@ -129,7 +129,8 @@ def cmd_similar(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from recommender.aggregate import AGGREGATIONS
     from recommender.errors import UnknownAggregationError
-    from recommender.evaluate import evaluate_index, format_table, plot_report
+    from recommender.eval_report import format_table, plot_report
+    from recommender.evaluate import evaluate_index
     from recommender.search import Recommender
     from recommender.validation import check_int
 
@@ -139,10 +140,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise UnknownAggregationError(
             f"unknown aggregation {unknown[0]!r}; choose from {', '.join(sorted(AGGREGATIONS))}"
         )
-    top_n = check_int("top_n", args.top_n, 1, config.MAX_TOP_N)
+    top_n = None if args.top_n is None else check_int("top_n", args.top_n, 1, config.MAX_TOP_N)
+    resamples = check_int("resamples", args.resamples, 100, 100_000)
     recommender = Recommender.load(_index_dir(args), model=args.model)
-    report = evaluate_index(recommender, names or None, top_n=top_n, recs_path=args.recs,
-                            max_queries=args.max_queries, rerank=args.rerank)
+    report = evaluate_index(recommender, names or None, split=args.split, top_n=top_n, recs_path=args.recs,
+                            max_queries=args.max_queries, rerank=args.rerank, resamples=resamples)
     if args.plot:
         report["plot"] = str(plot_report(report, args.plot))
     if args.json:
@@ -213,11 +215,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="measure search quality of every aggregation on an index")
     p.add_argument("--index", help="index directory (default: the only one under data/index/)")
     p.add_argument("--model", help="override the model recorded in the index manifest")
+    p.add_argument("--split", choices=("test", "dev", "all"), default="test",
+                   help="which half of the evaluation queries: test (published, default), dev (what tuning"
+                        " reads) or all")
     p.add_argument("--aggregation", action="append",
                    help="aggregations to compare (repeat or a,b; default: all)")
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
-    p.add_argument("--top-n", type=int, default=config.DEFAULT_TOP_N,
-                   help="review chunks retrieved (default %(default)s)")
+    p.add_argument("--top-n", type=int, help="review chunks retrieved (default: the index's search settings)")
+    p.add_argument("--resamples", type=int, default=10_000, help="bootstrap resamples (default %(default)s)")
     p.add_argument("--max-queries", type=int, help="known-item queries at most (default: every held-out review)")
     p.add_argument("--recs", default=str(config.SHARED_RECS),
                    help="MAL user recommendations JSONL for the similar-anime part (default %(default)s)")

@@ -81,6 +81,18 @@ LEXICAL_DEPTH = 50
 LEXICAL_RARE_SHARE = 0.001
 LEXICAL_COVERAGE = 0.01
 
+# ---- the reviewer's verdict (recommender/verdict.py; chosen on the dev split, see docs/evaluation.md) ----
+#: Passages of one review that vote: 1 = review-level voting (a long review counts once), 0 = every passage.
+HITS_PER_REVIEW = 1
+#: Cosine units taken from a negative review's passages before aggregation (0: the verdict is ignored).
+NEGATIVE_PENALTY = 0.0
+#: Negative reviews vote against an anime at this weight instead of for it (0: off).
+DISLIKE_WEIGHT = 0.0
+#: A query that asks for what reviewers disliked is matched with negative reviews (no penalty, their evidence).
+VERDICT_INTENT = False
+#: Evidence prefers passages of reviews whose verdict agrees with the query.
+EVIDENCE_BY_VERDICT = False
+
 
 
 def usable_cores() -> int:

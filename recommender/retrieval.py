@@ -9,6 +9,7 @@ from recommender.aggregate import Hit
 from recommender.fusion import Candidates, fuse
 from recommender.index_data import Allowed, IndexData
 from recommender.search_config import SearchConfig
+from recommender.verdict import asks_for_negative
 
 
 def similarity_unit(vector: np.ndarray, settings: SearchConfig) -> float:
@@ -61,6 +62,7 @@ class Retriever:
             rows=np.concatenate([all_rows, np.full(len(synopses), -1, dtype=np.int64)]),
             anime=np.concatenate([data.row_anime[all_rows], data.synopsis_ids[synopses]]),
             similarity=similarity, lexical=lexical, dense=dense_flags,
+            negative=np.concatenate([data.row_negative[all_rows], np.zeros(len(synopses), dtype=bool)]),
         )
 
     def lexical_rows(self, term_ids: list[int], dense_rows: np.ndarray, allowed: Allowed,
@@ -94,9 +96,10 @@ class Retriever:
         review_ids = self.review_ids(reviews)
         anime = candidates.anime[order]
         model_sims = candidates.similarity[order]
+        negative = self.data.row_negative[np.maximum(rows, 0)] & (rows >= 0)
         return [Hit(int(anime[i]), float(scores[order[i]]), i,
                     review_ids[i] if rows[i] >= 0 else f"synopsis:{int(anime[i])}", int(rows[i]),
-                    float(model_sims[i]))
+                    float(model_sims[i]), bool(negative[i]))
                 for i in range(len(order))]
 
     def review_ids(self, positions: np.ndarray) -> list[str | None]:
@@ -116,8 +119,14 @@ class Retriever:
                    settings: SearchConfig) -> list[Hit]:
         """Dense, lexical and synopsis candidates fused and ranked (see :mod:`recommender.fusion`)."""
         candidates = self.candidates(query, vector, dense, allowed, settings)
+        penalty = 0.0 if negative_intent(query, settings) else settings.negative_penalty
         order, fused = fuse(candidates, unit=similarity_unit(vector, settings),
                             synopsis_weight=settings.synopsis_weight, lexical_weight=settings.lexical_weight,
-                            top_n=settings.top_n)
+                            top_n=settings.top_n, negative_penalty=penalty)
         return self.hits(candidates, order, fused)
+
+
+def negative_intent(query: str, settings: SearchConfig) -> bool:
+    """Whether ``query`` is matched with negative reviews: it asks what reviewers disliked, and the settings look."""
+    return settings.verdict_intent and asks_for_negative(query)
 
