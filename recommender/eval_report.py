@@ -38,7 +38,7 @@ def _share(found: dict) -> str:
 
 
 def format_table(report: dict, default: str | None = None) -> str:
-    """The report as Markdown: means with 95 % intervals, the paired difference to ``count``, and the lines under them."""
+    """The report as Markdown: means with 95 % intervals, the paired difference to ``count``, the notes under them."""
     setup = report["setup"]
     default = default or setup.get("settings", {}).get("aggregation")
     names = list(report["known_item"])
@@ -82,7 +82,8 @@ def format_table(report: dict, default: str | None = None) -> str:
             f" {sim['centroid']['recall@10']:.3f} [{sim['centroid']['interval'][0]:.2f},"
             f" {sim['centroid']['interval'][1]:.2f}] (review centroids); popularity baseline"
             f" {sim['popularity']['recall@10']:.3f} [{sim['popularity']['interval'][0]:.2f},"
-            f" {sim['popularity']['interval'][1]:.2f}]; difference {d['mean']:+.3f} [{d['low']:+.2f}, {d['high']:+.2f}]."
+            f" {sim['popularity']['interval'][1]:.2f}]; difference {d['mean']:+.3f}"
+            f" [{d['low']:+.2f}, {d['high']:+.2f}]."
         )
     return "\n".join(lines)
 

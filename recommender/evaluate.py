@@ -304,7 +304,8 @@ def negative_evidence(recommender, texts: Sequence[str], *, limit: int = EVIDENC
              for item in result.evidence] for text in texts]
 
 
-def similar_negative_evidence(recommender, anime_ids: Iterable[int], *, limit: int = EVIDENCE_RESULTS) -> list[list[int]]:
+def similar_negative_evidence(recommender, anime_ids: Iterable[int], *,
+                              limit: int = EVIDENCE_RESULTS) -> list[list[int]]:
     """Like :func:`negative_evidence` for ``similar`` of each anime."""
     return [[int(item.negative) for result in recommender.similar(a, limit=limit).results for item in result.evidence]
             for a in anime_ids]
