@@ -44,7 +44,7 @@ def ranked(scores: Mapping[int, float]) -> list[int]:
 
 
 def run_from_rankings(rankings: Mapping[str, Sequence[int]]) -> dict[str, dict[int, float]]:
-    """A run whose scores reproduce the given orders (the first anime scores highest); a repeat keeps its first place."""
+    """A run whose scores reproduce the given orders (the first anime scores highest); a repeat keeps its first."""
     run = {}
     for query_id, order in rankings.items():
         scores: dict[int, float] = {}
