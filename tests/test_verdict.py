@@ -28,7 +28,8 @@ def corpus() -> list[Review]:
 
 @pytest.fixture(scope="module")
 def tiny_corpus_recommender(tiny_encoder):
-    plain = SearchConfig(lexical_weight=0.0, lexical_depth=0, soft_alpha=0.0)
+    plain = SearchConfig(lexical_weight=0.0, lexical_depth=0, soft_alpha=0.0, negative_penalty=0.0,
+                         evidence_by_verdict=False)  # the verdict ignored; each test turns on what it checks
     return ev.in_memory_recommender(tiny_encoder, corpus(), settings=plain)
 
 
