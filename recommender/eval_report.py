@@ -53,7 +53,7 @@ def format_table(report: dict, default: str | None = None) -> str:
         f" reviews of {setup['known_item_anime']} anime; {setup['held_out_reviews']} reviews held out of the index"
         f" for both splits, seed {setup['seed']}); MAL labels: {counts['labels']} queries; long tail:"
         f" {counts['long_tail']} hand-written queries. Means with 95 % bootstrap intervals"
-        f" ({setup['resamples']} resamples; known-item queries resampled by anime)."
+        f" ({setup['resamples']} resamples of the queries; of the anime for the macro mean)."
     )]
     if any(report.get("vs_count", {}).get(p) for p in ("known_item", "labels")):
         lines += ["", "Paired difference to `count` (same queries, same resamples; 95 % interval):", "",

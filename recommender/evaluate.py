@@ -259,7 +259,8 @@ def intervals(values: Mapping[str, Mapping[str, Mapping]], bench: Benchmark, *, 
               resamples: int = metrics.RESAMPLES, seed: int = 0) -> tuple[dict, dict]:
     """95 % bootstrap intervals of every mean, and of every aggregation's paired difference to ``baseline``.
 
-    Known-item queries are resampled by anime (cluster bootstrap), the others query by query.
+    Each average is resampled over its own units: a mean over queries resamples queries, the
+    known-item macro mean (every anime weighs the same) resamples anime.
 
     Returns:
         ``({set: {agg: {measure: [low, high]}}}, {set: {agg: {measure: {"mean", "low", "high"}}}})``.
@@ -277,8 +278,8 @@ def intervals(values: Mapping[str, Mapping[str, Mapping]], bench: Benchmark, *, 
         for m, macro in measures:
             scores = {agg: [by_agg[agg][m][q] for q in qset.ids] for agg in by_agg}
             key = f"macro_{m}" if macro else m
-            found, differences = metrics.bootstrap(scores, groups, macro=macro, baseline=base, resamples=resamples,
-                                                   seed=seed)
+            found, differences = metrics.bootstrap(scores, groups if macro else None, macro=macro, baseline=base,
+                                                   resamples=resamples, seed=seed)
             for agg, interval in found.items():
                 spans[name][agg][key] = [interval.low, interval.high]
             for agg, interval in differences.items():
