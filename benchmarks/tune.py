@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import sys
 import time
 from pathlib import Path
@@ -131,7 +132,10 @@ def tune(scorer: DevScorer, quick: bool) -> dict:
     means, aggregation = scorer.means({}, ["count", scorer.base.settings.aggregation])
     bench = scorer.bench
     print(f"Dev split: {len(bench.sets['known_item'])} known-item queries, {len(bench.sets['labels'])} MAL-label,"
-          f" {len(bench.sets['long_tail'])} long-tail, {len(bench.sets['genres'])} genre queries.\n")
+          f" {len(bench.sets['long_tail'])} long-tail, {len(bench.sets['genres'])} genre queries.")
+    tuned = {key for _, variants in sweeps(quick) for changes in variants for key in changes}
+    start = scorer.base.settings.to_dict()
+    print("Start settings:", describe({key: start[key] for key in sorted(tuned | {"evidence_by_verdict"})}) + "\n")
     print(header("reference"))
     print(row("count (reference vote)", means, "count"))
     print(row(f"start: the index's settings ({aggregation})", means, aggregation))
@@ -181,6 +185,17 @@ def dev_difference(scorer: DevScorer, chosen: dict) -> None:
         for part, key in OBJECTIVE))
 
 
+def parse_setting(item: str) -> tuple[str, object]:
+    """``"soft_alpha=0.25"`` → ``("soft_alpha", 0.25)`` (the value is read as JSON, else kept as text)."""
+    name, sep, value = item.partition("=")
+    if not sep or not name.strip():
+        raise SystemExit(f"--start wants NAME=VALUE, got {item!r}")
+    try:
+        return name.strip(), json.loads(value)
+    except ValueError:
+        return name.strip(), value
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--index", required=True, help="index directory")
@@ -188,8 +203,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-queries", type=int, help="cap on dev known-item queries (default: all)")
     parser.add_argument("--compare-index", action="append", default=[],
                         help="another index of the same reviews and model: score the start and chosen settings there")
+    parser.add_argument("--start", action="append", default=[], metavar="NAME=VALUE",
+                        help="start from the index's settings with this one changed (VALUE in JSON: 0.25, false)")
     args = parser.parse_args(argv)
     base = Recommender.load(args.index)
+    if args.start:
+        base = base.with_settings(**dict(parse_setting(item) for item in args.start))
     scorer = DevScorer(base, args.max_queries)
     chosen = choose_evidence(scorer, tune(scorer, args.quick))
     dev_difference(scorer, chosen)

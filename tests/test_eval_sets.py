@@ -125,7 +125,8 @@ def test_tuning_reads_the_dev_split_only(tiny_index_dir, monkeypatch, capsys):
     monkeypatch.setattr(es, "in_split", guarded)
     monkeypatch.setattr(evaluate, "in_split", guarded)
     monkeypatch.setattr(tune, "sweeps", lambda quick: [("top_n", [{"top_n": 30}, {"top_n": 60}])])
-    assert tune.main(["--index", str(tiny_index_dir), "--quick", "--max-queries", "12"]) == 0
+    assert tune.main(["--index", str(tiny_index_dir), "--quick", "--max-queries", "12", "--start", "top_n=40"]) == 0
     out = capsys.readouterr().out
     assert "Dev split: 12 known-item queries" in out and "Chosen changes" in out
+    assert "Start settings: evidence_by_verdict=True, top_n=40" in out
     assert asked and set(asked) == {"dev"}
