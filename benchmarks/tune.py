@@ -18,8 +18,8 @@ prefers agreeing verdicts is decided by the negative-evidence share on the dev
 label and hand-written queries (it does not change the ranking).
 
 ``--compare-index`` scores the start and the chosen settings on other index
-directories of the same reviews and model (e.g. another chunk size): the same
-review ids give the same dev split there.
+directories of the same reviews and model (e.g. another chunk size), with exactly
+the settings used here: the same review ids give the same dev split there.
 """
 
 from __future__ import annotations
@@ -212,8 +212,9 @@ def main(argv: list[str] | None = None) -> int:
     scorer = DevScorer(base, args.max_queries)
     chosen = choose_evidence(scorer, tune(scorer, args.quick))
     dev_difference(scorer, chosen)
+    start = {k: v for k, v in base.settings.to_dict().items() if k != "doc_norm"}  # doc_norm is the index's own
     for other_dir in args.compare_index:
-        other = DevScorer(Recommender.load(other_dir, encoder=base.encoder), args.max_queries)
+        other = DevScorer(Recommender.load(other_dir, encoder=base.encoder).with_settings(**start), args.max_queries)
         print(f"\n## {other_dir} ({other.base.manifest.get('chunking')})\n")
         print(header("settings"))
         for label, changes in (("start", {}), ("chosen", chosen)):
