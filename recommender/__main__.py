@@ -11,6 +11,7 @@ import sys
 from recommender import config
 from recommender.errors import InvalidQueryError, RecommenderError
 from recommender.pipes import quiet_on_broken_pipe
+from recommender.verdict import describe as describe_verdict
 from scraping.store import StoreError
 
 log = logging.getLogger("recommender")
@@ -52,7 +53,9 @@ def _print_response(response, as_json: bool) -> None:
     for rank, result in enumerate(response.results, 1):
         print(f"{rank:2d}. {result.title}  (score {result.score:.3f}, {result.count} reviews)  {result.url}")
         if result.evidence:
-            print(f"      “{result.evidence[0].snippet}”")
+            first = result.evidence[0]
+            said = describe_verdict(first.review_score, first.verdict)
+            print(f"      “{first.snippet}”" + (f" ({said})" if said else ""))
     print(f"({response.timing_ms.get('total', 0):.0f} ms)", flush=True)
 
 

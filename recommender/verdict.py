@@ -37,6 +37,15 @@ def verdict_tag(tags: Iterable[str] | None) -> str | None:
     return next((tag for tag in reversed(VERDICT_TAGS) if tag in present), None)
 
 
+def describe(review_score: int | None, verdict: str | None) -> str:
+    """How a snippet's verdict is written beside it: ``"reviewer's score 9/10 · Recommended"`` ("" when unknown).
+
+    The page (``web/app.js`` ``verdictText``) writes it the same way.
+    """
+    parts = [f"reviewer's score {review_score}/10"] if review_score is not None else []
+    return " · ".join(parts + ([verdict] if verdict else []))
+
+
 def asks_for_negative(query: str) -> bool:
     """Whether the query asks for what reviewers disliked (see :data:`NEGATIVE_INTENT`) rather than what to watch."""
     return bool(_INTENT.search(query))

@@ -177,7 +177,8 @@ function thumbnail(result) {
   return img;
 }
 
-// The reviewer's verdict beside a snippet: "9/10 · Recommended", "Not Recommended", or nothing when unknown.
+// The reviewer's verdict beside a snippet, written as recommender/verdict.py describe() writes it:
+// "reviewer's score 9/10 · Recommended", "Not Recommended", or nothing when unknown.
 function verdictText(item) {
   const parts = [];
   if (Number.isInteger(item.review_score)) parts.push(`reviewer's score ${item.review_score}/10`);
