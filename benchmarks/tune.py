@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import sys
 import time
 from pathlib import Path
@@ -44,6 +43,7 @@ from recommender.evaluate import (  # noqa: E402
     share,
 )
 from recommender.search import Recommender  # noqa: E402
+from recommender.search_config import SearchConfig  # noqa: E402
 
 #: A setting must raise the dev objective by at least this much to replace the current one.
 MIN_GAIN = 0.005
@@ -185,17 +185,6 @@ def dev_difference(scorer: DevScorer, chosen: dict) -> None:
         for part, key in OBJECTIVE))
 
 
-def parse_setting(item: str) -> tuple[str, object]:
-    """``"soft_alpha=0.25"`` → ``("soft_alpha", 0.25)`` (the value is read as JSON, else kept as text)."""
-    name, sep, value = item.partition("=")
-    if not sep or not name.strip():
-        raise SystemExit(f"--start wants NAME=VALUE, got {item!r}")
-    try:
-        return name.strip(), json.loads(value)
-    except ValueError:
-        return name.strip(), value
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--index", required=True, help="index directory")
@@ -208,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     base = Recommender.load(args.index)
     if args.start:
-        base = base.with_settings(**dict(parse_setting(item) for item in args.start))
+        base = base.with_settings(**SearchConfig.parse_changes(args.start))
     scorer = DevScorer(base, args.max_queries)
     chosen = choose_evidence(scorer, tune(scorer, args.quick))
     dev_difference(scorer, chosen)

@@ -135,6 +135,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from recommender.eval_report import format_table, plot_report
     from recommender.evaluate import evaluate_index
     from recommender.search import Recommender
+    from recommender.search_config import SearchConfig
     from recommender.validation import check_int
 
     names = [n.strip() for value in (args.aggregation or []) for n in value.split(",") if n.strip()]
@@ -145,7 +146,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         )
     top_n = None if args.top_n is None else check_int("top_n", args.top_n, 1, config.MAX_TOP_N)
     resamples = check_int("resamples", args.resamples, 100, 100_000)
+    changes = SearchConfig.parse_changes(args.set or [])
+    SearchConfig().replace(**changes)  # refuse a bad value before the model is loaded
     recommender = Recommender.load(_index_dir(args), model=args.model)
+    if changes:
+        recommender = recommender.with_settings(**changes)
     report = evaluate_index(recommender, names or None, split=args.split, top_n=top_n, recs_path=args.recs,
                             max_queries=args.max_queries, rerank=args.rerank, resamples=resamples)
     if args.plot:
@@ -226,6 +231,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
     p.add_argument("--top-n", type=int, help="review chunks retrieved (default: the index's search settings)")
     p.add_argument("--resamples", type=int, default=10_000, help="bootstrap resamples (default %(default)s)")
+    p.add_argument("--set", action="append", metavar="NAME=VALUE",
+                   help="search with one setting changed from the index's (repeat; VALUE in JSON: 0.5, false)")
     p.add_argument("--max-queries", type=int, help="known-item queries at most (default: every held-out review)")
     p.add_argument("--recs", default=str(config.SHARED_RECS),
                    help="MAL user recommendations JSONL for the similar-anime part (default %(default)s)")

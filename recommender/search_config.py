@@ -11,6 +11,7 @@ constants tuned on a cosine model mean the same for TAS-B.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 from dataclasses import dataclass
 
@@ -118,6 +119,30 @@ class SearchConfig:
         if unknown:
             log.warning("ignoring unknown search settings in the manifest: %s", ", ".join(unknown))
         return cls(**{k: v for k, v in values.items() if k in known})
+
+    @classmethod
+    def parse_changes(cls, items: list[str]) -> dict:
+        """``["soft_alpha=0.5", "evidence_by_verdict=false"]`` → ``{"soft_alpha": 0.5, "evidence_by_verdict": False}``.
+
+        Values are read as JSON (numbers, ``true``/``false``), else kept as text; the
+        changed settings are validated like any others when applied.
+
+        Raises:
+            InvalidParameterError: an item without ``=`` or a name that is not a search setting.
+        """
+        known = {f.name for f in dataclasses.fields(cls)}
+        changes = {}
+        for item in items:
+            name, sep, value = item.partition("=")
+            name = name.strip()
+            if not sep or name not in known:
+                raise InvalidParameterError(f"expected NAME=VALUE with NAME one of {', '.join(sorted(known))};"
+                                            f" got {item!r}")
+            try:
+                changes[name] = json.loads(value)
+            except ValueError:
+                changes[name] = value.strip()
+        return changes
 
     def aggregation_params(self, name: str) -> dict:
         """Keyword parameters of the aggregation ``name`` under these settings."""

@@ -153,16 +153,21 @@ def test_cli_evaluate_json(tiny_index_dir, tiny_model_dir, tmp_path, capsys):
     code, out, err = run_cli(capsys, "evaluate", "--index", tiny_index_dir, "--model", tiny_model_dir,
                              "--aggregation", "count,soft", "--aggregation", "max", "--json", "--top-n", "50",
                              "--max-queries", "20", "--recs", recs, "--plot", plot, "--split", "dev",
-                             "--resamples", "200")
+                             "--resamples", "200", "--set", "soft_alpha=0.5", "--set", "evidence_by_verdict=false")
     assert code == 0, err
     report = json.loads(out)
     assert list(report["known_item"]) == ["count", "soft", "max"]
     assert report["known_item"]["soft"]["queries"] == 20
     assert report["similar"]["anime"] == 2  # 1 -> 6 and, symmetrically, 6 -> 1
     assert report["setup"]["split"] == "dev"
+    settings = report["setup"]["settings"]
+    assert settings["soft_alpha"] == 0.5 and settings["evidence_by_verdict"] is False
     assert plot.exists() and report["plot"] == str(plot)
     code, out, err = run_cli(capsys, "evaluate", "--index", tiny_index_dir, "--aggregation", "popularity")
     assert code == 2 and "unknown aggregation" in err
+    for bad in ("soft_alpha", "no_such_setting=1", "soft_alpha=-1", "top_n=many"):
+        code, out, err = run_cli(capsys, "evaluate", "--index", tiny_index_dir, "--set", bad)
+        assert code == 2 and err.startswith("error: ") and "Traceback" not in err, (bad, err)
 
 
 def run_cli(capsys, *args) -> tuple[int, str, str]:
