@@ -170,7 +170,8 @@ def choose_evidence(scorer: DevScorer, chosen: dict) -> dict:
     print("| evidence_by_verdict | negative-evidence share (dev label and hand-written queries) |\n|---|---|")
     for flag, value in shares.items():
         print(f"| {flag} | {value:.3f} |")
-    return {**chosen, "evidence_by_verdict": shares[True] < shares[False]}
+    prefer = shares[True] < shares[False]
+    return chosen if prefer == scorer.base.settings.evidence_by_verdict else {**chosen, "evidence_by_verdict": prefer}
 
 
 def dev_difference(scorer: DevScorer, chosen: dict) -> None:
