@@ -69,7 +69,8 @@ def format_table(report: dict, default: str | None = None) -> str:
     if evidence:
         lines += ["", (
             f"Evidence from negative reviews (score ≤ 4 or Not Recommended), share of the snippets shown for the"
-            f" top {10} results of the {evidence['queries']} label and hand-written queries:"
+            f" top {evidence.get('results_per_query', 10)} results of the {evidence['queries']} label and"
+            " hand-written queries:"
             f" {_share(evidence['verdict_ignored'])} with the verdict ignored,"
             f" {_share(evidence['settings'])} with these settings; `similar` of every anime:"
             f" {_share(evidence['similar_verdict_ignored'])} → {_share(evidence['similar_settings'])}."

@@ -335,6 +335,7 @@ def evidence_report(recommender, bench: Benchmark, *, resamples: int = metrics.R
     anime = sorted(recommender.review_counts)
     return {
         "queries": len(texts),
+        "results_per_query": EVIDENCE_RESULTS,
         "verdict_ignored": share(negative_evidence(ignored, texts), resamples=resamples),
         "settings": share(negative_evidence(recommender, texts), resamples=resamples),
         "similar_verdict_ignored": share(similar_negative_evidence(ignored, anime), resamples=resamples),
