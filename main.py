@@ -22,6 +22,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 from recommender import config  # noqa: E402
 from recommender.errors import RecommenderError  # noqa: E402
 from recommender.pipes import quiet_on_broken_pipe  # noqa: E402
+from recommender.verdict import describe as describe_verdict  # noqa: E402
 from scraping.store import StoreError  # noqa: E402
 
 EXIT_WORDS = {"q", "quit", "exit"}
@@ -83,7 +84,9 @@ def format_response(response) -> str:
         lines.append(f"{rank:2d}. {result.title} — {result.url}")
         lines.append(f"    score {result.score:.3f} · {result.count} matching review(s)")
         if result.evidence:
-            lines.append(f"    “{result.evidence[0].snippet}”")
+            first = result.evidence[0]
+            said = describe_verdict(first.review_score, first.verdict)
+            lines.append(f"    “{first.snippet}”" + (f" ({said})" if said else ""))
     return "\n".join(lines)
 
 

@@ -12,6 +12,7 @@ from recommender import config
 from recommender.backends import BACKENDS
 from recommender.errors import InvalidQueryError, RecommenderError
 from recommender.pipes import quiet_on_broken_pipe
+from recommender.verdict import describe as describe_verdict
 from scraping.store import StoreError
 
 log = logging.getLogger("recommender")
@@ -53,7 +54,9 @@ def _print_response(response, as_json: bool) -> None:
     for rank, result in enumerate(response.results, 1):
         print(f"{rank:2d}. {result.title}  (score {result.score:.3f}, {result.count} reviews)  {result.url}")
         if result.evidence:
-            print(f"      “{result.evidence[0].snippet}”")
+            first = result.evidence[0]
+            said = describe_verdict(first.review_score, first.verdict)
+            print(f"      “{first.snippet}”" + (f" ({said})" if said else ""))
     print(f"({response.timing_ms.get('total', 0):.0f} ms)", flush=True)
 
 
@@ -130,8 +133,10 @@ def cmd_similar(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from recommender.aggregate import AGGREGATIONS
     from recommender.errors import UnknownAggregationError
-    from recommender.evaluate import evaluate_index, format_table, plot_report
+    from recommender.eval_report import format_table, plot_report
+    from recommender.evaluate import evaluate_index
     from recommender.search import Recommender
+    from recommender.search_config import SearchConfig
     from recommender.validation import check_int
 
     names = [n.strip() for value in (args.aggregation or []) for n in value.split(",") if n.strip()]
@@ -140,10 +145,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise UnknownAggregationError(
             f"unknown aggregation {unknown[0]!r}; choose from {', '.join(sorted(AGGREGATIONS))}"
         )
-    top_n = check_int("top_n", args.top_n, 1, config.MAX_TOP_N)
+    top_n = None if args.top_n is None else check_int("top_n", args.top_n, 1, config.MAX_TOP_N)
+    resamples = check_int("resamples", args.resamples, 100, 100_000)
+    changes = SearchConfig.parse_changes(args.set or [])
+    SearchConfig().replace(**changes)  # refuse a bad value before the model is loaded
     recommender = Recommender.load(_index_dir(args), model=args.model)
-    report = evaluate_index(recommender, names or None, top_n=top_n, recs_path=args.recs,
-                            max_queries=args.max_queries, rerank=args.rerank)
+    if changes:
+        recommender = recommender.with_settings(**changes)
+    report = evaluate_index(recommender, names or None, split=args.split, top_n=top_n, recs_path=args.recs,
+                            max_queries=args.max_queries, rerank=args.rerank, resamples=resamples)
     if args.plot:
         report["plot"] = str(plot_report(report, args.plot))
     if args.json:
@@ -220,11 +230,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="measure search quality of every aggregation on an index")
     p.add_argument("--index", help="index directory (default: the only one under data/index/)")
     p.add_argument("--model", help="override the model recorded in the index manifest")
+    p.add_argument("--split", choices=("test", "dev", "all"), default="test",
+                   help="which half of the evaluation queries: test (published, default), dev (what tuning"
+                        " reads) or all")
     p.add_argument("--aggregation", action="append",
                    help="aggregations to compare (repeat or a,b; default: all)")
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
-    p.add_argument("--top-n", type=int, default=config.DEFAULT_TOP_N,
-                   help="review chunks retrieved (default %(default)s)")
+    p.add_argument("--top-n", type=int, help="review chunks retrieved (default: the index's search settings)")
+    p.add_argument("--resamples", type=int, default=10_000, help="bootstrap resamples (default %(default)s)")
+    p.add_argument("--set", action="append", metavar="NAME=VALUE",
+                   help="search with one setting changed from the index's (repeat; VALUE in JSON: 0.5, false)")
     p.add_argument("--max-queries", type=int, help="known-item queries at most (default: every held-out review)")
     p.add_argument("--recs", default=str(config.SHARED_RECS),
                    help="MAL user recommendations JSONL for the similar-anime part (default %(default)s)")

@@ -13,6 +13,7 @@ the popularity corrections divide by); an anime missing from it counts as 1.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -32,7 +33,8 @@ class Hit:
     ``similarity`` is what the aggregations rank by; ``cosine`` keeps the plain
     embedding similarity when ``similarity`` also mixes in other signals (None:
     they are the same). A hit with ``row < 0`` is not a review chunk (an anime's
-    synopsis, say) and never serves as evidence.
+    synopsis, say) and never serves as evidence. ``negative`` marks a passage of a
+    negative review (see :mod:`recommender.verdict`).
     """
 
     anime_id: int
@@ -41,6 +43,7 @@ class Hit:
     review_id: str
     row: int = -1
     cosine: float | None = None
+    negative: bool = False
 
     @property
     def is_review(self) -> bool:
@@ -71,12 +74,13 @@ class RankedHits(Sequence):
     """
 
     def __init__(self, anime: np.ndarray, similarity: np.ndarray, review_ids: list[str], rows: np.ndarray,
-                 cosine: np.ndarray) -> None:
+                 cosine: np.ndarray, negative: np.ndarray | None = None) -> None:
         self.anime = np.asarray(anime, dtype=np.int64)
         self.similarity = np.asarray(similarity, dtype=np.float64)
         self._review_ids = review_ids
         self._rows = np.asarray(rows, dtype=np.int64)
         self._cosine = np.asarray(cosine, dtype=np.float64)
+        self._negative = np.zeros(len(self.anime), dtype=bool) if negative is None else np.asarray(negative, bool)
         self._made: dict[int, Hit] = {}
 
     def __len__(self) -> int:
@@ -89,7 +93,7 @@ class RankedHits(Sequence):
         hit = self._made.get(i)
         if hit is None:
             hit = self._made[i] = Hit(int(self.anime[i]), float(self.similarity[i]), i, self._review_ids[i],
-                                      int(self._rows[i]), float(self._cosine[i]))
+                                      int(self._rows[i]), float(self._cosine[i]), bool(self._negative[i]))
         return hit
 
     def __eq__(self, other: object) -> bool:
@@ -125,19 +129,20 @@ class _GroupHits(Sequence):
     __hash__ = None
 
 
-def best_hit_per_review(hits: Iterable[Hit]) -> list[Hit]:
-    """Keep each review's best chunk and renumber ranks 0.. in order.
+def best_hit_per_review(hits: Iterable[Hit], per_review: int = 1) -> list[Hit]:
+    """Keep each review's best ``per_review`` chunks (0: all of them) and renumber ranks 0.. in order.
 
-    A long review split into several chunks must count once, as one review did in
-    the reference system's one-vector-per-review index.
+    With the default, a long review split into several chunks counts once, as one
+    review did in the reference system's one-vector-per-review index (review-level
+    voting); 0 lets every matching passage vote (passage-level voting).
     """
-    seen: set[str] = set()
+    seen: dict[str, int] = {}
     kept: list[Hit] = []
     for hit in sorted(hits, key=lambda h: h.rank):
-        if hit.review_id in seen:
+        if per_review and seen.get(hit.review_id, 0) >= per_review:
             continue
-        seen.add(hit.review_id)
-        kept.append(Hit(hit.anime_id, hit.similarity, len(kept), hit.review_id, hit.row, hit.cosine))
+        seen[hit.review_id] = seen.get(hit.review_id, 0) + 1
+        kept.append(dataclasses.replace(hit, rank=len(kept)))
     return kept
 
 
@@ -325,3 +330,32 @@ def aggregate(hits: Sequence[Hit], name: str, **params: object) -> list[AnimeSco
             f"unknown aggregation {name!r}; choose from {', '.join(sorted(AGGREGATIONS))}"
         ) from None
     return function(hits, **params)
+
+
+def aggregate_with_dislikes(hits: Sequence[Hit], name: str, weight: float, **params: object) -> list[AnimeScore]:
+    """What reviewers disliked as a signal of its own: negative reviews vote against an anime, not for it.
+
+    The anime's non-negative hits are aggregated with ``name``; when one of its
+    negative hits matches the query better than all of those, the score drops by
+    ``weight × (best negative similarity − best other similarity)``. An anime
+    matched only by negative reviews is scored on them, less ``weight ×`` their
+    best similarity's distance above the weakest hit retrieved. Every hit stays in
+    :attr:`AnimeScore.hits` (the evidence may quote it; ``count`` counts it).
+    """
+    if not hits:
+        return []
+    floor = min(h.similarity for h in hits)
+    groups = group_by_anime(hits)
+    liked = {s.anime_id: s for s in aggregate([h for h in hits if not h.negative], name, **params)}
+    disliked_only = [h for h in hits if h.negative and h.anime_id not in liked]
+    scored: list[AnimeScore] = []
+    for entry in [*liked.values(), *aggregate(disliked_only, name, **params)]:
+        group = groups[entry.anime_id]
+        worst = max((h.similarity for h in group if h.negative), default=None)
+        score = entry.score
+        if worst is not None:
+            best_liked = max((h.similarity for h in group if not h.negative), default=floor)
+            score -= weight * max(0.0, worst - best_liked)
+        scored.append(AnimeScore(entry.anime_id, score, len(group), group))
+    scored.sort(key=lambda s: (-s.score, s.best_rank))
+    return scored

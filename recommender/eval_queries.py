@@ -13,7 +13,7 @@ the MAL genre, theme or demographic label in ``genre``.
 
 from __future__ import annotations
 
-from recommender.evaluate import LabelledQuery
+from recommender.eval_sets import LabelledQuery
 
 LONG_TAIL: tuple[LabelledQuery, ...] = tuple(LabelledQuery(text, answers) for text, answers in (
     ("a cursed young prince travels west and is caught in a war between an iron-making town and the gods of the "

@@ -1,126 +1,73 @@
-"""Search-quality evaluation: known-item retrieval, MAL user recommendations, long-tail and genre queries.
+"""Search-quality evaluation of a built index: known-item search, MAL labels, hand-written queries, ``similar``.
 
-The held-out rule (:func:`held_out_split`) is deterministic: it depends only on
-the review ids, their anime and ``seed``. Known-item evaluation on a built index
-masks the held-out reviews' rows at query time (a FAISS ID selector and a BM25
-mask), which gives the same hits as an index built without them (BM25's word
-statistics still count them).
+The query sets and their dev/test splits are in :mod:`recommender.eval_sets`;
+every number is computed by :mod:`recommender.metrics` from a run
+``{query_id: {anime_id: score}}`` and qrels ``{query_id: {anime_id: grade}}``.
+Known-item evaluation masks every held-out review (dev and test alike) at query
+time (a FAISS ID selector and a BM25 mask), which gives the same hits as an
+index built without them (BM25's word statistics still count them), and the
+popularity corrections see the review counts without them.
+
+Tuning code reads :func:`dev_benchmark` only: it never returns a test query.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import random
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from recommender import config
+from recommender import config, metrics
 from recommender.aggregate import AnimeScore
 from recommender.build import FORMAT_VERSION, anime_centroids, document_norm
 from recommender.chunking import chunk_reviews
+from recommender.eval_sets import (
+    KnownItemQuery,
+    LabelledQuery,
+    QuerySet,
+    hand_written_sets,
+    held_out_split,
+    in_split,
+    known_item_queries,
+    known_item_set,
+    label_set,
+    load_label_queries,
+    query_window,
+    split_held_out,
+)
 from recommender.index import VectorIndex
 from recommender.index_data import Allowed
 from recommender.search_config import SearchConfig
 
+__all__ = [
+    "KNOWN_ITEM_KEYS", "KnownItemQuery", "LabelledQuery", "held_out_split", "query_window", "known_item_queries",
+    "Benchmark", "benchmark", "dev_benchmark", "rank_queries", "rank_of", "ranking_metrics", "known_item_split",
+    "score_known_item", "measure_sets", "point_means", "evaluate_index", "in_memory_recommender", "known_item",
+]
+
 #: Metric keys of :func:`known_item` (the GPL training loop reads these).
 KNOWN_ITEM_KEYS = ("queries", "hit@1", "hit@10", "mrr@10", "macro_mrr@10")
+#: What each query set is scored on. Known-item also gets ``macro_mrr@10`` (every anime weighs the same).
+SET_MEASURES = {
+    "known_item": ("hit@1", "hit@10", "mrr@10"),
+    "labels": ("p@10", "ndcg@10"),
+    "long_tail": ("hit@1", "hit@10", "mrr@10"),
+    "genres": ("recall@10",),
+}
+MACRO = {"known_item": ("mrr@10",)}
+#: Results per query whose evidence the negative-evidence share counts (a page of results).
+EVIDENCE_RESULTS = 10
+#: Settings under which the reviewer's verdict plays no part (the "before" of the negative-evidence share).
+VERDICT_IGNORED = {"negative_penalty": 0.0, "dislike_weight": 0.0, "verdict_intent": False,
+                   "evidence_by_verdict": False}
 
 
-@dataclass(frozen=True)
-class KnownItemQuery:
-    """A window of a held-out review; the anime it reviews is the answer."""
-
-    text: str
-    anime_id: int
-    review_id: str
-
-
-@dataclass(frozen=True)
-class LabelledQuery:
-    """A hand-written query: ``answers`` are the anime it describes (long tail), or ``genre`` its expected label."""
-
-    text: str
-    answers: tuple[int, ...] = ()
-    genre: str | None = None
-
-
-# ---- the held-out split ---------------------------------------------------------------------
-def _key(seed: int, review_id: str) -> str:
-    return hashlib.sha1(f"{seed}:{review_id}".encode()).hexdigest()
-
-
-def held_out_split(reviews: Iterable[tuple[str, int]], *, fraction: float = config.EVAL_HOLDOUT_FRACTION,
-                   seed: int = config.EVAL_SEED) -> set[str]:
-    """Review ids held out of the index for known-item evaluation.
-
-    Every anime with at least two reviews gives ``max(1, round(fraction · n))``
-    of them, never all: the ones whose ``sha1(seed:review_id)`` is smallest.
-    Anime with one review keep it (a held-out query whose anime is absent from
-    the index could not be answered). Deterministic: no state, no clock.
-
-    Args:
-        reviews: ``(review_id, anime_id)`` pairs.
-        fraction: share of each anime's reviews to hold out.
-        seed: changes which reviews are chosen.
-    """
-    by_anime: dict[int, list[str]] = defaultdict(list)
-    for review_id, anime_id in reviews:
-        by_anime[int(anime_id)].append(str(review_id))
-    held: set[str] = set()
-    for ids in by_anime.values():
-        if len(ids) < 2:
-            continue
-        take = min(len(ids) - 1, max(1, round(fraction * len(ids))))
-        held.update(sorted(ids, key=lambda rid: _key(seed, rid))[:take])
-    return held
-
-
-def query_window(text: str, review_id: str, *, window_words: int = 30, seed: int = config.EVAL_SEED) -> str:
-    """A ``window_words``-word window of a review at a position fixed by ``seed`` and the review id."""
-    words = text.split()
-    if len(words) <= window_words:
-        return " ".join(words)
-    start = random.Random(f"{seed}:{review_id}").randrange(len(words) - window_words + 1)
-    return " ".join(words[start:start + window_words])
-
-
-def known_item_queries(reviews: Iterable[tuple[str, int, str]], held_out: set[str], *,
-                       max_queries: int | None = 200, window_words: int = 30,
-                       seed: int = config.EVAL_SEED) -> list[KnownItemQuery]:
-    """Queries from the held-out reviews, taken round-robin over anime so that small anime are represented.
-
-    Args:
-        reviews: ``(review_id, anime_id, text)``; only held-out ones with text are used.
-        held_out: ids from :func:`held_out_split`.
-        max_queries: at most this many (None: all).
-        window_words: words per query.
-        seed: as for the split.
-    """
-    by_anime: dict[int, list[tuple[str, str]]] = defaultdict(list)
-    for review_id, anime_id, text in reviews:
-        if review_id in held_out and text and text.strip():
-            by_anime[int(anime_id)].append((review_id, text))
-    queues = [sorted(items, key=lambda item: _key(seed, item[0])) for _, items in sorted(by_anime.items())]
-    anime_of = [anime_id for anime_id, _ in sorted(by_anime.items())]
-    queries: list[KnownItemQuery] = []
-    depth = 0
-    while any(depth < len(queue) for queue in queues):
-        for anime_id, queue in zip(anime_of, queues, strict=True):
-            if depth < len(queue):
-                review_id, text = queue[depth]
-                queries.append(KnownItemQuery(query_window(text, review_id, window_words=window_words, seed=seed),
-                                              anime_id, review_id))
-        depth += 1
-    return queries if max_queries is None else queries[:max_queries]
-
-
-# ---- metrics --------------------------------------------------------------------------------
+# ---- one scorer for ranks too (the training loop keeps its rank lists) -----------------------
 def rank_of(ranked: Sequence[int], answers: Iterable[int]) -> int | None:
     """1-based position of the first of ``answers`` in ``ranked``, or None."""
     wanted = set(answers)
@@ -131,47 +78,24 @@ def rank_of(ranked: Sequence[int], answers: Iterable[int]) -> int | None:
 
 
 def ranking_metrics(ranks: Sequence[int | None], groups: Sequence[int] | None = None, k: int = 10) -> dict:
-    """hit@1, hit@k, MRR@k over queries, and (with ``groups``) macro MRR@k: the mean of per-group means.
+    """hit@1, hit@k, MRR@k over single-answer queries given the answer's rank, and (with ``groups``) macro MRR@k.
 
-    Args:
-        ranks: 1-based rank of each query's answer, None when it was not found.
-        groups: each query's answer anime; macro MRR weighs every anime equally.
-        k: cut-off.
+    Computed by :mod:`recommender.metrics` on the equivalent run: the answer at its
+    rank behind placeholder anime (None: not ranked).
     """
-    n = len(ranks)
-    rr = [1.0 / r if r is not None and r <= k else 0.0 for r in ranks]
-    out = {
-        "queries": n,
-        "hit@1": sum(r == 1 for r in ranks) / n if n else 0.0,
-        f"hit@{k}": sum(r is not None and r <= k for r in ranks) / n if n else 0.0,
-        f"mrr@{k}": sum(rr) / n if n else 0.0,
-    }
+    qrels = {str(i): {0: 1} for i in range(len(ranks))}
+    rankings = {str(i): [*range(-1, -r, -1), 0] if r is not None else [] for i, r in enumerate(ranks)}
+    values = metrics.per_query(metrics.run_from_rankings(rankings), qrels, ("hit@1", f"hit@{k}", f"mrr@{k}"))
+    out = {"queries": len(ranks), **{name: metrics.mean(v) for name, v in values.items()}}
     if groups is not None:
-        per: dict[int, list[float]] = defaultdict(list)
-        for group, value in zip(groups, rr, strict=True):
-            per[group].append(value)
-        out[f"macro_mrr@{k}"] = float(np.mean([np.mean(v) for v in per.values()])) if per else 0.0
+        out[f"macro_mrr@{k}"] = metrics.macro_mean(values[f"mrr@{k}"], {str(i): g for i, g in enumerate(groups)})
     return out
 
 
-def genre_precision(ranked: Sequence[int], genre: str, labels_of: Callable[[int], set[str]],
-                    available: int, k: int = 10) -> float:
-    """Share of the top ``k`` results carrying ``genre``, out of the most that could (``min(k, available)``)."""
-    best = min(k, available)
-    if best == 0:
-        return 0.0
-    found = sum(genre.casefold() in labels_of(a) for a in ranked[:k])
-    return found / best
-
-
-# ---- scoring against a Recommender ----------------------------------------------------------
-def _ranked_ids(ranking: list[AnimeScore]) -> list[int]:
-    return [entry.anime_id for entry in ranking]
-
-
+# ---- running queries against a Recommender --------------------------------------------------
 def rank_queries(recommender, texts: Sequence[str], aggregations: Sequence[str], *, top_n: int | None = None,
                  allowed: Allowed | None = None, review_counts: Mapping[int, int] | None = None,
-                 batch_size: int = 64, reranker=None) -> dict[str, list[list[int]]]:
+                 batch_size: int = 64, reranker=None, vectors: np.ndarray | None = None) -> dict[str, list[list[int]]]:
     """Ranked anime ids for every query under every aggregation; the dense search runs once per query.
 
     Args:
@@ -183,6 +107,7 @@ def rank_queries(recommender, texts: Sequence[str], aggregations: Sequence[str],
         review_counts: reviews per anime as the aggregations should see them (held-out ones subtracted).
         batch_size: queries encoded per forward pass.
         reranker: a :class:`recommender.rerank.Reranker` applied to every query's hits before aggregating.
+        vectors: the queries' embeddings when already computed (tuning reuses them across settings).
     """
     from recommender.retrieval import similarity_unit
 
@@ -194,73 +119,231 @@ def rank_queries(recommender, texts: Sequence[str], aggregations: Sequence[str],
     fused_needed = any(name != "count" for name in aggregations)
     for lo in range(0, len(texts), batch_size):
         batch = list(texts[lo:lo + batch_size])
-        vectors = recommender.encoder.encode(batch, batch_size=batch_size)
-        for text, vector, dense in zip(batch, vectors, retriever.dense(vectors, settings.top_n, allowed),
+        batch_vectors = (recommender.encoder.encode(batch, batch_size=batch_size) if vectors is None
+                         else vectors[lo:lo + batch_size])
+        for text, vector, dense in zip(batch, batch_vectors, retriever.dense(batch_vectors, settings.top_n, allowed),
                                        strict=True):
-            once = reranker is None
-            plain = retriever.dense_hits(dense, similarity_unit(vector, settings), once)
-            fused = retriever.fused_hits(text, vector, dense, allowed, settings, once) if fused_needed else plain
+            single = reranker is None  # one passage per review picked on arrays (see Recommender.rank)
+            plain = retriever.dense_hits(dense, similarity_unit(vector, settings), single)
+            fused = (retriever.fused_hits(text, vector, dense, allowed, settings,
+                                          single and settings.hits_per_review == 1) if fused_needed else plain)
             if reranker is not None:
                 plain, fused = (reranker.rerank(text, hits, recommender.hit_text) for hits in (plain, fused))
             for name in aggregations:
                 hits = plain if name == "count" else fused
-                out[name].append(_ranked_ids(recommender.rank(hits, name, review_counts=review_counts,
-                                                              deduplicated=once)))
+                once = reranker is None and (name == "count" or settings.hits_per_review == 1)
+                ranking = recommender.rank(hits, name, review_counts=review_counts, query=text, deduplicated=once)
+                out[name].append(_ranked_ids(ranking))
     return out
 
 
-def known_item_split(recommender, *, seed: int = config.EVAL_SEED, fraction: float = config.EVAL_HOLDOUT_FRACTION,
-                     max_queries: int | None = None,
+def _ranked_ids(ranking: list[AnimeScore]) -> list[int]:
+    return [entry.anime_id for entry in ranking]
+
+
+# ---- the benchmark of one split -------------------------------------------------------------
+@dataclass(frozen=True)
+class Benchmark:
+    """The query sets of one split over one index, and what known-item search must hide.
+
+    Attributes:
+        split: ``dev``, ``test`` or ``all``.
+        sets: ``{name: QuerySet}`` (``known_item``, ``labels``, ``long_tail``, ``genres``).
+        allowed: every held-out review's rows hidden (both splits: the corpus is the same for dev and test).
+        review_counts: reviews per anime without the held-out ones.
+        held_out_reviews: how many reviews are hidden.
+    """
+
+    split: str
+    sets: dict[str, QuerySet]
+    allowed: Allowed
+    review_counts: dict[int, int]
+    held_out_reviews: int
+
+
+def known_item_split(recommender, *, split: str = "all", seed: int = config.EVAL_SEED,
+                     fraction: float = config.EVAL_HOLDOUT_FRACTION, max_queries: int | None = None,
                      window_words: int = 30) -> tuple[list[KnownItemQuery], Allowed, dict[int, int]]:
-    """Held-out queries for a built index, what the search may return without them, and the review counts
-    without them."""
+    """Held-out queries of ``split`` for a built index, what the search may return without *every* held-out
+    review, and the review counts without them."""
     reviews = recommender.data.reviews
     ids, anime, texts = reviews.review_ids(), reviews.anime_ids, reviews.texts()
-    held = held_out_split(zip(ids, anime, strict=True), fraction=fraction, seed=seed)
-    queries = known_item_queries(zip(ids, anime, texts, strict=True), held, max_queries=max_queries,
+    pairs = list(zip(ids, anime.tolist(), strict=True))
+    held = held_out_split(pairs, fraction=fraction, seed=seed)
+    side = split_held_out(pairs, held, seed=seed)
+    wanted = {rid for rid in held if in_split(side[rid], split)}
+    queries = known_item_queries(zip(ids, anime, texts, strict=True), wanted, max_queries=max_queries,
                                  window_words=window_words, seed=seed)
     counts = dict(recommender.review_counts)
-    for review_id, anime_id in zip(ids, anime, strict=True):
+    for review_id, anime_id in pairs:
         if review_id in held:
             counts[int(anime_id)] -= 1
     return queries, recommender.data.allowed_rows_mask(~recommender.data.rows_of_reviews(held)), counts
 
 
+def benchmark(recommender, split: str, *, seed: int = config.EVAL_SEED, max_queries: int | None = None,
+              long_tail: Sequence[LabelledQuery] | None = None, genres: Sequence[LabelledQuery] | None = None,
+              label_queries: Sequence[tuple[str, str]] | None = None) -> Benchmark:
+    """Every query set of ``split`` (``dev``, ``test`` or ``all``) for ``recommender``'s index.
+
+    Args:
+        recommender: a loaded :class:`recommender.search.Recommender`.
+        split: which half of every set.
+        seed: the split's seed.
+        max_queries: cap on known-item queries (None: every held-out review of the split).
+        long_tail, genres: hand-written queries (default :mod:`recommender.eval_queries`).
+        label_queries: ``(label, query)`` rows (default: ``eval_data/mal_label_queries.tsv``).
+    """
+    from recommender import eval_queries
+
+    queries, allowed, counts = known_item_split(recommender, split=split, seed=seed, max_queries=max_queries)
+    labels_of = {a: recommender.genre_labels(a) for a in recommender.review_counts}
+    tail, genre = hand_written_sets(eval_queries.LONG_TAIL if long_tail is None else long_tail,
+                                    eval_queries.GENRES if genres is None else genres, labels_of, split, seed=seed)
+    labels = label_set(load_label_queries() if label_queries is None else label_queries, labels_of, split, seed=seed)
+    sets = {"known_item": known_item_set(queries), "labels": labels, "long_tail": tail, "genres": genre}
+    held = sum(recommender.review_counts.values()) - sum(counts.values())
+    return Benchmark(split, sets, allowed, counts, held)
+
+
+def dev_benchmark(recommender, **options) -> Benchmark:
+    """The dev half of every query set: what tuning may read (see :func:`benchmark`)."""
+    return benchmark(recommender, "dev", **options)
+
+
+def measure_sets(recommender, bench: Benchmark, aggregations: Sequence[str], *, top_n: int | None = None,
+                 reranker=None, vectors: Mapping[str, np.ndarray] | None = None) -> dict[str, dict[str, dict]]:
+    """Per-query values: ``{set: {aggregation: {measure: {query_id: value}}}}`` for every set of ``bench``.
+
+    Args:
+        recommender: its settings apply.
+        bench: the query sets.
+        aggregations: names to score.
+        top_n: passages retrieved (default: the settings').
+        reranker: optional cross-encoder between retrieval and aggregation.
+        vectors: ``{set name: query embeddings}`` already computed (see :func:`encode_sets`).
+    """
+    out: dict[str, dict[str, dict]] = {}
+    for name, qset in bench.sets.items():
+        if not len(qset):
+            out[name] = {agg: {m: {} for m in SET_MEASURES[name]} for agg in aggregations}
+            continue
+        known = name == "known_item"
+        ranked = rank_queries(recommender, qset.texts, aggregations, top_n=top_n,
+                              allowed=bench.allowed if known else None,
+                              review_counts=bench.review_counts if known else None, reranker=reranker,
+                              vectors=None if vectors is None else vectors.get(name))
+        out[name] = {agg: metrics.per_query(metrics.run_from_rankings(dict(zip(qset.ids, lists, strict=True))),
+                                            qset.qrels, SET_MEASURES[name])
+                     for agg, lists in ranked.items()}
+    return out
+
+
+def encode_sets(recommender, bench: Benchmark) -> dict[str, np.ndarray]:
+    """Every set's query embeddings, once (tuning scores many settings with the same queries)."""
+    return {name: recommender.encoder.encode(list(qset.texts)) for name, qset in bench.sets.items() if len(qset)}
+
+
+def point_means(values: Mapping[str, Mapping[str, Mapping]], bench: Benchmark) -> dict[str, dict[str, dict]]:
+    """``{set: {aggregation: {"queries": n, measure: mean, "macro_<measure>": macro mean}}}`` from per-query values."""
+    out: dict[str, dict[str, dict]] = {}
+    for name, by_agg in values.items():
+        qset = bench.sets[name]
+        out[name] = {}
+        for agg, measures in by_agg.items():
+            row = {"queries": len(qset), **{m: metrics.mean(v) for m, v in measures.items()}}
+            for m in MACRO.get(name, ()):
+                row[f"macro_{m}"] = metrics.macro_mean(measures[m], qset.groups)
+            out[name][agg] = row
+    return out
+
+
+def intervals(values: Mapping[str, Mapping[str, Mapping]], bench: Benchmark, *, baseline: str | None = "count",
+              resamples: int = metrics.RESAMPLES, seed: int = 0) -> tuple[dict, dict]:
+    """95 % bootstrap intervals of every mean, and of every aggregation's paired difference to ``baseline``.
+
+    Each average is resampled over its own units: a mean over queries resamples queries, the
+    known-item macro mean (every anime weighs the same) resamples anime.
+
+    Returns:
+        ``({set: {agg: {measure: [low, high]}}}, {set: {agg: {measure: {"mean", "low", "high"}}}})``.
+    """
+    spans: dict[str, dict] = {}
+    diffs: dict[str, dict] = {}
+    for name, by_agg in values.items():
+        qset = bench.sets[name]
+        if not len(qset):
+            continue
+        groups = [qset.groups[q] for q in qset.ids]
+        spans[name], diffs[name] = defaultdict(dict), defaultdict(dict)
+        base = baseline if baseline in by_agg else None
+        measures = [(m, False) for m in SET_MEASURES[name]] + [(m, True) for m in MACRO.get(name, ())]
+        for m, macro in measures:
+            scores = {agg: [by_agg[agg][m][q] for q in qset.ids] for agg in by_agg}
+            key = f"macro_{m}" if macro else m
+            found, differences = metrics.bootstrap(scores, groups if macro else None, macro=macro, baseline=base,
+                                                   resamples=resamples, seed=seed)
+            for agg, interval in found.items():
+                spans[name][agg][key] = [interval.low, interval.high]
+            for agg, interval in differences.items():
+                diffs[name][agg][key] = interval.to_dict()
+        spans[name], diffs[name] = dict(spans[name]), dict(diffs[name])
+    return spans, diffs
+
+
 def score_known_item(recommender, queries: Sequence[KnownItemQuery], aggregations: Sequence[str], *,
                      allowed: Allowed | None = None, review_counts: Mapping[int, int] | None = None,
                      top_n: int | None = None, reranker=None) -> dict[str, dict]:
-    """Known-item metrics per aggregation (see :func:`ranking_metrics`)."""
-    ranked = rank_queries(recommender, [q.text for q in queries], aggregations, top_n=top_n, allowed=allowed,
-                          review_counts=review_counts, reranker=reranker)
-    answers = [q.anime_id for q in queries]
-    return {name: ranking_metrics([rank_of(r, [a]) for r, a in zip(lists, answers, strict=True)], answers)
-            for name, lists in ranked.items()}
+    """Known-item metrics per aggregation: ``{agg: {"queries", "hit@1", "hit@10", "mrr@10", "macro_mrr@10"}}``."""
+    bench = Benchmark("all", {"known_item": known_item_set(queries)}, allowed or Allowed(),
+                      dict(review_counts if review_counts is not None else recommender.review_counts), 0)
+    values = measure_sets(recommender, bench, aggregations, top_n=top_n, reranker=reranker)
+    return point_means(values, bench)["known_item"]
 
 
-def score_long_tail(recommender, queries: Sequence[LabelledQuery], aggregations: Sequence[str], *,
-                    top_n: int | None = None, reranker=None) -> dict[str, dict]:
-    """hit@1, hit@10 and MRR@10 of hand-written premise queries whose answer is a little-reviewed anime."""
-    usable = [q for q in queries if any(a in recommender.review_counts for a in q.answers)]
-    ranked = rank_queries(recommender, [q.text for q in usable], aggregations, top_n=top_n, reranker=reranker)
-    return {name: ranking_metrics([rank_of(r, q.answers) for r, q in zip(lists, usable, strict=True)])
-            for name, lists in ranked.items()}
+# ---- negative reviews shown as evidence ------------------------------------------------------
+def negative_evidence(recommender, texts: Sequence[str], *, limit: int = EVIDENCE_RESULTS) -> list[list[int]]:
+    """For every query, one 0/1 per evidence snippet shown for its top ``limit`` results: 1 = a negative review."""
+    return [[int(item.negative) for result in recommender.search(text, limit=limit).results
+             for item in result.evidence] for text in texts]
 
 
-def score_genres(recommender, queries: Sequence[LabelledQuery], aggregations: Sequence[str], *,
-                 top_n: int | None = None, k: int = 10, reranker=None) -> dict[str, dict]:
-    """Mean genre precision@k (see :func:`genre_precision`) of genre-flavoured queries."""
-    available = defaultdict(int)
-    for anime_id in recommender.review_counts:
-        for label in recommender.genre_labels(anime_id):
-            available[label] += 1
-    usable = [q for q in queries if q.genre and available[q.genre.casefold()]]
-    ranked = rank_queries(recommender, [q.text for q in usable], aggregations, top_n=top_n, reranker=reranker)
-    out = {}
-    for name, lists in ranked.items():
-        values = [genre_precision(r, q.genre, recommender.genre_labels, available[q.genre.casefold()], k)
-                  for r, q in zip(lists, usable, strict=True)]
-        out[name] = {"queries": len(values), f"genre@{k}": float(np.mean(values)) if values else 0.0}
-    return out
+def similar_negative_evidence(recommender, anime_ids: Iterable[int], *,
+                              limit: int = EVIDENCE_RESULTS) -> list[list[int]]:
+    """Like :func:`negative_evidence` for ``similar`` of each anime."""
+    return [[int(item.negative) for result in recommender.similar(a, limit=limit).results for item in result.evidence]
+            for a in anime_ids]
+
+
+def share(flags: Sequence[Sequence[int]], *, resamples: int = metrics.RESAMPLES, seed: int = 0) -> dict:
+    """Pooled share of 1s with a bootstrap interval that resamples whole queries."""
+    values = [v for per in flags for v in per]
+    if not values:
+        return {"share": 0.0, "interval": [0.0, 0.0], "snippets": 0, "queries": len(flags)}
+    groups = [i for i, per in enumerate(flags) for _ in per]
+    found, _ = metrics.bootstrap({"share": values}, groups, resamples=resamples, seed=seed)
+    interval = found["share"]
+    return {"share": interval.mean, "interval": [interval.low, interval.high], "snippets": len(values),
+            "queries": len(flags)}
+
+
+def evidence_report(recommender, bench: Benchmark, *, resamples: int = metrics.RESAMPLES) -> dict:
+    """Share of shown evidence from negative reviews, with the verdict ignored and with the recommender's settings.
+
+    Queries: the label and hand-written queries of the split (the known-item windows are parts of reviews,
+    not requests); plus ``similar`` of every indexed anime.
+    """
+    texts = [t for name in ("labels", "long_tail", "genres") for t in bench.sets[name].texts]
+    ignored = recommender.with_settings(**VERDICT_IGNORED)
+    anime = sorted(recommender.review_counts)
+    return {
+        "queries": len(texts),
+        "results_per_query": EVIDENCE_RESULTS,
+        "verdict_ignored": share(negative_evidence(ignored, texts), resamples=resamples),
+        "settings": share(negative_evidence(recommender, texts), resamples=resamples),
+        "similar_verdict_ignored": share(similar_negative_evidence(ignored, anime), resamples=resamples),
+        "similar_settings": share(similar_negative_evidence(recommender, anime), resamples=resamples),
+    }
 
 
 # ---- MAL user recommendations (anime → anime) -----------------------------------------------
@@ -285,29 +368,95 @@ def recommendation_targets(pairs: Iterable[tuple[int, int]], indexed: set[int]) 
     return dict(targets)
 
 
-def recall_at_k(ranked: Sequence[int], relevant: set[int], k: int = 10) -> float:
-    """Share of ``relevant`` in the top ``k``, out of the most that fit (``min(k, |relevant|)``)."""
-    if not relevant:
-        return 0.0
-    return len(set(ranked[:k]) & relevant) / min(k, len(relevant))
+def score_similar(recommender, targets: Mapping[int, set[int]], k: int = 10, *,
+                  resamples: int = metrics.RESAMPLES) -> dict:
+    """recall@k of :meth:`Recommender.similar_scores` against MAL user recommendations, and a popularity baseline.
 
-
-def score_similar(recommender, targets: Mapping[int, set[int]], k: int = 10) -> dict[str, dict]:
-    """recall@k of :meth:`Recommender.similar_scores` against MAL user recommendations, with a popularity baseline.
-
-    The baseline ranks every other anime by its number of reviews: what a
-    "more like this" that ignores the source anime would achieve.
+    The baseline ranks every other anime by its number of reviews: what a "more
+    like this" that ignores the source anime would achieve. Both with 95 % intervals
+    and the paired difference (anime resampled).
     """
     by_reviews = sorted(recommender.review_counts, key=lambda a: (-recommender.review_counts[a], a))
-    centroid, popular = [], []
-    for anime_id, relevant in sorted(targets.items()):
-        centroid.append(recall_at_k([a for a, _ in recommender.similar_scores(anime_id)], relevant, k))
-        popular.append(recall_at_k([a for a in by_reviews if a != anime_id], relevant, k))
-    n = len(centroid)
-    return {
-        "centroid": {"anime": n, f"recall@{k}": float(np.mean(centroid)) if n else 0.0},
-        "popularity": {"anime": n, f"recall@{k}": float(np.mean(popular)) if n else 0.0},
+    qrels = {str(a): {b: 1 for b in relevant} for a, relevant in sorted(targets.items())}
+    runs = {
+        "centroid": metrics.run_from_rankings({str(a): [b for b, _ in recommender.similar_scores(a)]
+                                               for a in targets}),
+        "popularity": metrics.run_from_rankings({str(a): [b for b in by_reviews if b != a] for a in targets}),
     }
+    measure = f"recall@{k}"
+    values = {name: list(metrics.per_query(run, qrels, [measure])[measure].values()) for name, run in runs.items()}
+    out: dict = {"anime": len(qrels)}
+    if not qrels:
+        return {**out, **{name: {measure: 0.0, "interval": [0.0, 0.0]} for name in runs}}
+    found, diff = metrics.bootstrap(values, baseline="popularity", resamples=resamples)
+    for name, interval in found.items():
+        out[name] = {measure: interval.mean, "interval": [interval.low, interval.high]}
+    out["difference"] = diff["centroid"].to_dict()
+    return out
+
+
+# ---- the full evaluation of a built index ----------------------------------------------------
+def evaluate_index(recommender, aggregations: Sequence[str] | None = None, *, split: str = "test",
+                   top_n: int | None = None, recs_path: str | Path | None = None, max_queries: int | None = None,
+                   rerank: str | None = None, resamples: int = metrics.RESAMPLES, evidence: bool = True) -> dict:
+    """Every part of the evaluation for every aggregation on one split, with intervals, in one report.
+
+    Args:
+        recommender: a loaded :class:`recommender.search.Recommender` (its search settings apply).
+        aggregations: names to compare (default: all); ``count`` is the baseline of the paired differences.
+        split: ``test`` (what is published), ``dev`` (what tuning reads) or ``all`` (both halves).
+        top_n: passages retrieved per query (default: the recommender's setting).
+        recs_path: MAL user recommendations (``recs.jsonl``) for the ``similar`` part; skipped when None or absent.
+        max_queries: cap on known-item queries (None: every held-out review of the split).
+        rerank: a cross-encoder name or directory: adds a ``"<default>+rerank"`` row.
+        resamples: bootstrap resamples.
+        evidence: also measure the negative-review share of the evidence shown.
+
+    Returns:
+        ``{"setup", "known_item"|"labels"|"long_tail"|"genres": {agg: {"queries", measure: mean}},
+        "intervals": {set: {agg: {measure: [low, high]}}}, "vs_count": {set: {agg: {measure: {mean, low, high}}}},
+        "similar": {...} or None, "negative_evidence": {...} or None}``.
+    """
+    from recommender.aggregate import AGGREGATIONS
+
+    aggregations = list(dict.fromkeys(aggregations or AGGREGATIONS))
+    bench = benchmark(recommender, split, max_queries=max_queries)
+    values = measure_sets(recommender, bench, aggregations, top_n=top_n)
+    if rerank:
+        _add_rerank_rows(values, recommender, bench, rerank, top_n)
+    settings = recommender.settings
+    report = {
+        "setup": {
+            "index": str(recommender.index_dir) if recommender.index_dir else None,
+            "model": recommender.manifest.get("model", {}).get("name"),
+            "split": split,
+            "seed": config.EVAL_SEED,
+            "held_out_reviews": bench.held_out_reviews,
+            "known_item_anime": len({bench.sets["known_item"].groups[q] for q in bench.sets["known_item"].ids}),
+            "top_n": top_n or settings.top_n,
+            "synopses": int(len(recommender.data.synopsis_ids)),
+            "settings": settings.to_dict(),
+            "resamples": resamples,
+        },
+        **point_means(values, bench),
+    }
+    report["intervals"], report["vs_count"] = intervals(values, bench, resamples=resamples)
+    report["similar"] = None
+    if recs_path is not None and Path(recs_path).exists():
+        targets = recommendation_targets(load_user_recs(recs_path), set(recommender.review_counts))
+        report["similar"] = score_similar(recommender, targets, resamples=resamples)
+    report["negative_evidence"] = evidence_report(recommender, bench, resamples=resamples) if evidence else None
+    return report
+
+
+def _add_rerank_rows(values: dict, recommender, bench: Benchmark, rerank: str, top_n: int | None) -> None:
+    """Score the default aggregation once more with a cross-encoder between retrieval and aggregation."""
+    from recommender.rerank import Reranker
+
+    name = recommender.settings.aggregation
+    reranked = measure_sets(recommender, bench, [name], top_n=top_n, reranker=Reranker.load(rerank))
+    for part, by_agg in reranked.items():
+        values[part][f"{name}+rerank"] = by_agg[name]
 
 
 # ---- in-memory index for training-time evaluation -------------------------------------------
@@ -398,157 +547,5 @@ def known_item(encoder, reviews: Sequence, *, max_queries: int = 200, window_wor
     if not queries:
         return {"queries": 0, "hit@1": 0.0, "hit@10": 0.0, "mrr@10": 0.0, "macro_mrr@10": 0.0}
     recommender = in_memory_recommender(encoder, [r for r in reviews if r.review_id not in held], settings=settings)
-    return score_known_item(recommender, queries, [aggregation])[aggregation]
-
-
-# ---- the full evaluation of a built index ----------------------------------------------------
-def evaluate_index(recommender, aggregations: Sequence[str] | None = None, *, top_n: int | None = None,
-                   recs_path: str | Path | None = None, max_queries: int | None = None,
-                   long_tail: Sequence[LabelledQuery] | None = None,
-                   genres: Sequence[LabelledQuery] | None = None, rerank: str | None = None) -> dict:
-    """Every part of the evaluation for every aggregation, in one report.
-
-    Args:
-        recommender: a loaded :class:`recommender.search.Recommender` (its search settings apply).
-        aggregations: names to compare (default: all).
-        top_n: passages retrieved per query (default: the recommender's setting).
-        recs_path: MAL user recommendations (``recs.jsonl``) for the ``similar`` part; skipped when None or absent.
-        max_queries: cap on known-item queries (None: every held-out review).
-        long_tail: premise queries (default :data:`recommender.eval_queries.LONG_TAIL`).
-        genres: genre queries (default :data:`recommender.eval_queries.GENRES`).
-        rerank: a cross-encoder name or directory: adds ``"<default>+rerank"`` rows, and the
-            reranker's mean milliseconds per query to the setup.
-
-    Returns:
-        ``{"setup": {...}, "known_item": {agg: metrics}, "long_tail": {...}, "genres": {...},
-        "similar": {...} or None}``.
-    """
-    from recommender import eval_queries
-    from recommender.aggregate import AGGREGATIONS
-
-    aggregations = list(dict.fromkeys(aggregations or AGGREGATIONS))
-    long_tail = eval_queries.LONG_TAIL if long_tail is None else long_tail
-    genres = eval_queries.GENRES if genres is None else genres
-    queries, allowed, counts = known_item_split(recommender, max_queries=max_queries)
-    settings = recommender.settings
-    report = {
-        "setup": {
-            "index": str(recommender.index_dir) if recommender.index_dir else None,
-            "model": recommender.manifest.get("model", {}).get("name"),
-            "top_n": top_n or settings.top_n,
-            "synopsis_weight": settings.synopsis_weight,
-            "synopses": int(len(recommender.data.synopsis_ids)),
-            "lexical_weight": settings.lexical_weight,
-            "lexical_depth": settings.lexical_depth,
-            "held_out_reviews": int(sum(recommender.review_counts.values()) - sum(counts.values())),
-            "seed": config.EVAL_SEED,
-        },
-        "known_item": score_known_item(recommender, queries, aggregations, allowed=allowed, review_counts=counts,
-                                       top_n=top_n),
-        "long_tail": score_long_tail(recommender, long_tail, aggregations, top_n=top_n),
-        "genres": score_genres(recommender, genres, aggregations, top_n=top_n),
-        "similar": None,
-    }
-    if rerank:
-        _add_rerank_rows(report, recommender, rerank, queries, allowed, counts, top_n, long_tail, genres)
-    if recs_path is not None and Path(recs_path).exists():
-        targets = recommendation_targets(load_user_recs(recs_path), set(recommender.review_counts))
-        report["similar"] = score_similar(recommender, targets)
-    return report
-
-
-def _add_rerank_rows(report: dict, recommender, rerank: str, queries: Sequence[KnownItemQuery],
-                     allowed: Allowed, counts: Mapping[int, int], top_n: int,
-                     long_tail: Sequence[LabelledQuery], genres: Sequence[LabelledQuery]) -> None:
-    """Score the default aggregation once more with a cross-encoder between retrieval and aggregation."""
-    import time
-
-    from recommender.rerank import Reranker
-
-    reranker = Reranker.load(rerank)
-    name = config.DEFAULT_AGGREGATION
-    label = f"{name}+rerank"
-    t0 = time.perf_counter()
-    known = score_known_item(recommender, queries, [name], allowed=allowed, review_counts=counts, top_n=top_n,
-                             reranker=reranker)
-    seconds = time.perf_counter() - t0
-    report["known_item"][label] = known[name]
-    report["long_tail"][label] = score_long_tail(recommender, long_tail, [name], top_n=top_n, reranker=reranker)[name]
-    report["genres"][label] = score_genres(recommender, genres, [name], top_n=top_n, reranker=reranker)[name]
-    report["setup"]["rerank_model"] = rerank
-    report["setup"]["rerank_depth"] = reranker.depth
-    report["setup"]["known_item_ms_per_query_with_rerank"] = round(seconds / max(1, len(queries)) * 1e3, 1)
-
-
-#: (report part, metric key, column title) of the printed table, in order.
-TABLE_COLUMNS = (
-    ("known_item", "hit@1", "known-item hit@1"),
-    ("known_item", "hit@10", "known-item hit@10"),
-    ("known_item", "mrr@10", "known-item MRR@10"),
-    ("known_item", "macro_mrr@10", "known-item macro-MRR@10"),
-    ("long_tail", "hit@10", "long-tail hit@10"),
-    ("long_tail", "mrr@10", "long-tail MRR@10"),
-    ("genres", "genre@10", "genre@10"),
-)
-
-
-def format_table(report: dict, default: str | None = None) -> str:
-    """The report as one Markdown table (one row per aggregation), with the setup and the ``similar`` line under it."""
-    default = default or config.DEFAULT_AGGREGATION
-    header = "| aggregation | " + " | ".join(title for _, _, title in TABLE_COLUMNS) + " |"
-    lines = [header, "|" + "---|" * (len(TABLE_COLUMNS) + 1)]
-    for name in report["known_item"]:
-        label = f"**{name}** (default)" if name == default else name
-        cells = [f"{report[part][name][key]:.3f}" for part, key, _ in TABLE_COLUMNS]
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    setup = report["setup"]
-    any_name = next(iter(report["known_item"]))
-    lines.append("")
-    lines.append(
-        f"Known-item: {report['known_item'][any_name]['queries']} queries (30-word windows of"
-        f" {setup['held_out_reviews']} held-out reviews, seed {setup['seed']});"
-        f" long tail: {report['long_tail'][any_name]['queries']} queries;"
-        f" genres: {report['genres'][any_name]['queries']} queries. top_n={setup['top_n']},"
-        f" synopsis weight {setup['synopsis_weight']} ({setup['synopses']} synopses),"
-        f" lexical weight {setup['lexical_weight']}, BM25 depth {setup.get('lexical_depth', 0)}"
-        " (neither applied to count)."
-    )
-    if report.get("similar"):
-        sim = report["similar"]
-        lines.append(
-            f"Similar anime vs MAL user recommendations ({sim['centroid']['anime']} anime):"
-            f" recall@10 {sim['centroid']['recall@10']:.3f} (review centroids);"
-            f" popularity baseline {sim['popularity']['recall@10']:.3f}."
-        )
-    return "\n".join(lines)
-
-
-def plot_report(report: dict, path: str | Path, default: str | None = None) -> Path:
-    """Grouped bars: each metric of the table, one bar per aggregation; written as PNG (matplotlib, Agg)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    default = default or config.DEFAULT_AGGREGATION
-    names = list(report["known_item"])
-    columns = [c for c in TABLE_COLUMNS if c[1] != "hit@1"]
-    width = 0.8 / len(names)
-    fig, ax = plt.subplots(figsize=(11, 4.5))
-    for i, name in enumerate(names):
-        values = [report[part][name][key] for part, key, _ in columns]
-        xs = [j + (i - (len(names) - 1) / 2) * width for j in range(len(columns))]
-        ax.bar(xs, values, width, label=f"{name} (default)" if name == default else name,
-               edgecolor="black" if name == default else None, linewidth=1.5 if name == default else 0)
-    ax.set_xticks(range(len(columns)))
-    ax.set_xticklabels([title.replace(" ", "\n", 1) for _, _, title in columns], fontsize=9)
-    ax.set_ylim(0, 1)
-    ax.set_ylabel("score (higher is better)")
-    ax.set_title(f"Aggregations compared — {report['setup'].get('model')}, top_n={report['setup']['top_n']}")
-    ax.legend(ncol=len(names), fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.18))
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    found = score_known_item(recommender, queries, [aggregation])[aggregation]
+    return {key: found[key] for key in KNOWN_ITEM_KEYS}

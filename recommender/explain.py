@@ -9,6 +9,7 @@ from recommender.evidence import snippet
 from recommender.index import AllowedRows
 from recommender.index_data import IndexData
 from recommender.results import Evidence
+from recommender.verdict import is_negative, verdict_tag
 from scraping.models import review_url
 
 #: Above this many rows an anime's passages are scored by a filtered index search instead of one by one.
@@ -21,18 +22,25 @@ class EvidenceFinder:
     def __init__(self, data: IndexData) -> None:
         self.data = data
 
-    def snippets(self, hits: list[Hit], query: str, count: int, max_chars: int) -> list[Evidence]:
+    def snippets(self, hits: list[Hit], query: str, count: int, max_chars: int,
+                 prefer_negative: bool | None = None) -> list[Evidence]:
         """Snippets of the review hits closest in meaning to the query (the model's similarity, best first).
 
         Ranking may also weigh words (BM25) or a reranker, but the reason shown
         is the passage that means most nearly what was asked, and its similarity.
         The same passage twice explains nothing new, so duplicates are skipped.
+        With ``prefer_negative`` set, passages of reviews whose verdict agrees come
+        first (negative reviews when True, the others when False), each group by
+        meaning; None orders by meaning alone.
         """
         evidence: list[Evidence] = []
         seen: set[str] = set()
-        by_meaning = sorted((h for h in hits if h.is_review),
-                            key=lambda h: -(h.similarity if h.cosine is None else h.cosine))
-        for hit in by_meaning:
+
+        def order(hit: Hit) -> tuple[bool, float]:
+            disagrees = prefer_negative is not None and hit.negative != prefer_negative
+            return disagrees, -(hit.similarity if hit.cosine is None else hit.cosine)
+
+        for hit in sorted((h for h in hits if h.is_review), key=order):
             if len(evidence) >= count:
                 break
             row = hit.row
@@ -42,8 +50,10 @@ class EvidenceFinder:
                 continue
             seen.add(passage)
             similarity = hit.similarity if hit.cosine is None else hit.cosine
+            score, tags = self.data.reviews.verdict(self.data.row_review[row])
             evidence.append(Evidence(review_id=hit.review_id, similarity=round(similarity, 4),
-                                     snippet=passage, url=review_url(hit.review_id)))
+                                     snippet=passage, url=review_url(hit.review_id), review_score=score,
+                                     verdict=verdict_tag(tags), negative=is_negative(score, tags)))
         return evidence
 
     def nearest_reviews(self, vector: np.ndarray, anime_ids: list[int] | set[int],
@@ -76,7 +86,9 @@ class EvidenceFinder:
             keep = seen < per_anime
             rows, sims, anime = rows[keep], sims[keep], anime[keep]
         review_ids = data.reviews.take_ids(data.row_review[rows])
+        negative = data.row_negative[rows].tolist()
         grouped: dict[int, list[Hit]] = {}
-        for i, (a, s, r, rid) in enumerate(zip(anime.tolist(), sims.tolist(), rows.tolist(), review_ids, strict=True)):
-            grouped.setdefault(a, []).append(Hit(a, s, i, rid, r))
+        for i, (a, s, r, rid, bad) in enumerate(zip(anime.tolist(), sims.tolist(), rows.tolist(), review_ids,
+                                                    negative, strict=True)):
+            grouped.setdefault(a, []).append(Hit(a, s, i, rid, r, negative=bad))
         return grouped

@@ -1,6 +1,7 @@
 """Fuse one query's candidate passages (dense hits, BM25 hits, synopses) into one ranked list. Pure numpy.
 
-Every candidate gets ``weight · similarity / unit + lexical_weight · BM25 / best BM25``:
+Every candidate gets ``weight · similarity / unit + lexical_weight · BM25 / best BM25``
+(less ``negative_penalty`` for a passage of a negative review):
 ``similarity / unit`` is the model's similarity in cosine units (see
 :class:`recommender.search_config.SearchConfig`), ``weight`` is 1 for a review
 passage and ``synopsis_weight`` for a synopsis, and the BM25 term rewards the
@@ -26,6 +27,7 @@ class Candidates:
         similarity: the model's similarity to the query (its own units).
         lexical: BM25 score (0 when the query shares no word).
         dense: True for the passages of the dense top N.
+        negative: True for the passages of negative reviews (None: none is).
     """
 
     rows: np.ndarray
@@ -33,13 +35,14 @@ class Candidates:
     similarity: np.ndarray
     lexical: np.ndarray
     dense: np.ndarray
+    negative: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.rows)
 
 
 def fuse(candidates: Candidates, *, unit: float, synopsis_weight: float, lexical_weight: float,
-         top_n: int) -> tuple[np.ndarray, np.ndarray]:
+         top_n: int, negative_penalty: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """Order the candidates by fused score.
 
     Args:
@@ -48,6 +51,7 @@ def fuse(candidates: Candidates, *, unit: float, synopsis_weight: float, lexical
         synopsis_weight: weight of a synopsis's similarity (review passages weigh 1).
         lexical_weight: weight of the BM25 score relative to the best BM25 among the candidates.
         top_n: the dense depth; decides whether the dense list is full (see the module notes).
+        negative_penalty: subtracted (in cosine units) from the passages of negative reviews.
 
     Returns:
         ``(order, fused)``: positions into ``candidates`` best first (candidates that do not
@@ -66,6 +70,8 @@ def fuse(candidates: Candidates, *, unit: float, synopsis_weight: float, lexical
     dense = candidates.dense & ~is_synopsis
     if int(dense.sum()) >= top_n and dense.any():
         keep[is_synopsis] = fused[is_synopsis] >= fused[dense].min()
+    if negative_penalty and candidates.negative is not None:  # after the synopsis bar: the penalty moves no bar
+        fused = fused - negative_penalty * candidates.negative
     positions = np.flatnonzero(keep)
     order = positions[np.argsort(-fused[positions], kind="stable")]
     return order, fused

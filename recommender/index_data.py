@@ -99,6 +99,7 @@ class IndexData:
     synopsis_ids: np.ndarray | None = None
     directory: Path | None = None
     review_counts: dict[int, int] = field(init=False)
+    row_negative: np.ndarray = field(init=False)
     _filter_cache: dict = field(init=False, repr=False)
     _lock: threading.Lock = field(init=False, repr=False)
 
@@ -106,6 +107,9 @@ class IndexData:
         anime, counts = np.unique(self.reviews.anime_ids, return_counts=True)
         #: Reviews of each anime in the index: what the popularity-corrected aggregations divide by.
         self.review_counts = {int(a): int(n) for a, n in zip(anime, counts, strict=True)}
+        #: Per row: the chunk belongs to a negative review (see :mod:`recommender.verdict`).
+        self.row_negative = self.reviews.negative_mask()[np.asarray(self.row_review, dtype=np.int64)]
+        self.row_negative.setflags(write=False)
         order = np.argsort(self.row_anime, kind="stable")
         self._rows_by_anime = order
         self._anime_sorted = self.row_anime[order]

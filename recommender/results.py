@@ -8,12 +8,20 @@ from typing import Any
 
 @dataclass
 class Evidence:
-    """One matched review passage that explains why an anime was recommended."""
+    """One matched review passage that explains why an anime was recommended, and its reviewer's verdict.
+
+    ``review_score`` is the reviewer's score (1–10, None when unknown), ``verdict`` MAL's tag
+    (Recommended, Mixed Feelings, Not Recommended; None when untagged), ``negative`` whether the
+    review counts as negative (:func:`recommender.verdict.is_negative`).
+    """
 
     review_id: str
     similarity: float
     snippet: str
     url: str | None = None
+    review_score: int | None = None
+    verdict: str | None = None
+    negative: bool = False
 
 
 @dataclass

@@ -9,6 +9,7 @@ from recommender.aggregate import RankedHits
 from recommender.fusion import Candidates, fuse
 from recommender.index_data import Allowed, IndexData
 from recommender.search_config import SearchConfig
+from recommender.verdict import asks_for_negative
 
 
 def similarity_unit(vector: np.ndarray, settings: SearchConfig) -> float:
@@ -62,6 +63,7 @@ class Retriever:
             rows=np.concatenate([all_rows, np.full(len(synopses), -1, dtype=np.int64)]),
             anime=np.concatenate([data.row_anime[all_rows], data.synopsis_ids[synopses]]),
             similarity=similarity, lexical=lexical, dense=dense_flags,
+            negative=np.concatenate([data.row_negative[all_rows], np.zeros(len(synopses), dtype=bool)]),
         )
 
     def lexical_rows(self, term_ids: list[int], dense_rows: np.ndarray, allowed: Allowed,
@@ -105,7 +107,8 @@ class Retriever:
         anime = candidates.anime[order]
         review_ids = [rid if rid is not None else f"synopsis:{a}" for rid, a in zip(self.review_ids(reviews),
                                                                                     anime.tolist(), strict=True)]
-        return RankedHits(anime, scores[order], review_ids, rows, candidates.similarity[order])
+        negative = self.data.row_negative[np.maximum(rows, 0)] & (rows >= 0)
+        return RankedHits(anime, scores[order], review_ids, rows, candidates.similarity[order], negative)
 
     def review_ids(self, positions: np.ndarray) -> list[str | None]:
         """Review ids at ``positions`` (None for -1), read from the mapped table in one call."""
@@ -124,8 +127,14 @@ class Retriever:
                    settings: SearchConfig, one_per_review: bool = False) -> RankedHits:
         """Dense, lexical and synopsis candidates fused and ranked (see :mod:`recommender.fusion`)."""
         candidates = self.candidates(query, vector, dense, allowed, settings)
+        penalty = 0.0 if negative_intent(query, settings) else settings.negative_penalty
         order, fused = fuse(candidates, unit=similarity_unit(vector, settings),
                             synopsis_weight=settings.synopsis_weight, lexical_weight=settings.lexical_weight,
-                            top_n=settings.top_n)
+                            top_n=settings.top_n, negative_penalty=penalty)
         return self.hits(candidates, order, fused, one_per_review)
+
+
+def negative_intent(query: str, settings: SearchConfig) -> bool:
+    """Whether ``query`` is matched with negative reviews: it asks what reviewers disliked, and the settings look."""
+    return settings.verdict_intent and asks_for_negative(query)
 

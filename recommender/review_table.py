@@ -12,9 +12,11 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.ipc as ipc
 
 from recommender.errors import IndexNotFoundError
+from recommender.verdict import NEGATIVE_MAX_SCORE, NOT_RECOMMENDED
 
 SCHEMA = pa.schema([
     ("review_id", pa.string()),
@@ -111,6 +113,14 @@ class ReviewTable:
     def texts(self) -> list[str]:
         """Every text (evaluation only: this reads the whole file)."""
         return self._text.to_pylist()
+
+    def negative_mask(self) -> np.ndarray:
+        """Per review position: negative by :func:`recommender.verdict.is_negative` (one vectorised pass)."""
+        if not len(self):
+            return np.zeros(0, dtype=bool)
+        low = pc.fill_null(pc.less_equal(self._table.column("score"), NEGATIVE_MAX_SCORE), False)
+        tagged = pc.fill_null(pc.match_substring(self._table.column("tags"), json.dumps(NOT_RECOMMENDED)), False)
+        return np.asarray(pc.or_(low, tagged).to_numpy(zero_copy_only=False), dtype=bool)
 
     def verdict(self, position: int) -> tuple[int | None, list[str]]:
         """The reviewer's score (1–10, None when unknown) and tags."""

@@ -22,7 +22,14 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from recommender import config
-from recommender.aggregate import AGGREGATIONS, AnimeScore, Hit, aggregate, best_hit_per_review
+from recommender.aggregate import (
+    AGGREGATIONS,
+    AnimeScore,
+    Hit,
+    aggregate,
+    aggregate_with_dislikes,
+    best_hit_per_review,
+)
 from recommender.backends import manifest_backend
 from recommender.encoder import Encoder, load_query_encoder
 from recommender.errors import (
@@ -36,7 +43,7 @@ from recommender.filters import SearchFilters, matches
 from recommender.index import set_threads
 from recommender.index_data import Allowed, IndexData, load_manifest
 from recommender.results import AnimeResult, SearchResponse
-from recommender.retrieval import Retriever, similarity_unit
+from recommender.retrieval import Retriever, negative_intent, similarity_unit
 from recommender.search_config import SearchConfig
 from recommender.validation import check_aggregation, check_int, clean_query
 
@@ -150,15 +157,23 @@ class Recommender:
                 for q, v, d in zip(queries, vectors, dense, strict=True)]
 
     def rank(self, hits: list[Hit], aggregation: str | None = None, review_counts: dict[int, int] | None = None,
-             deduplicated: bool = False) -> list[AnimeScore]:
-        """Aggregate one query's hits into ranked anime (one hit per review, popularity from the index).
+             query: str = "", deduplicated: bool = False) -> list[AnimeScore]:
+        """Aggregate one query's hits into ranked anime (``hits_per_review`` hits per review, popularity from
+        the index). ``count`` is the reference vote: one hit per review, verdicts ignored.
 
-        ``deduplicated``: the hits already hold one passage per review, ranked 0.. in order.
+        ``deduplicated``: the hits already hold one passage per review, ranked 0.. in order (what the
+        retriever gives when asked, without making a :class:`Hit` per passage).
         """
-        aggregation = aggregation or self.settings.aggregation
-        return aggregate(hits if deduplicated else best_hit_per_review(hits), aggregation,
-                         review_counts=self.review_counts if review_counts is None else review_counts,
-                         **self.settings.aggregation_params(aggregation))
+        settings = self.settings
+        aggregation = aggregation or settings.aggregation
+        params = dict(review_counts=self.review_counts if review_counts is None else review_counts,
+                      **settings.aggregation_params(aggregation))
+        per_review = 1 if aggregation == "count" else settings.hits_per_review
+        if not (deduplicated and per_review == 1):
+            hits = best_hit_per_review(hits, per_review)
+        if aggregation != "count" and settings.dislike_weight > 0 and not negative_intent(query, settings):
+            return aggregate_with_dislikes(hits, aggregation, settings.dislike_weight, **params)
+        return aggregate(hits, aggregation, **params)
 
     # ---- query path --------------------------------------------------------------------
     def search(self, query: str, *, top_n: int | None = None, limit: int = config.DEFAULT_LIMIT,
@@ -197,7 +212,9 @@ class Recommender:
         t1 = time.perf_counter()
         dense = self.retriever.dense(vector, top_n, allowed)[0]
         t2 = time.perf_counter()
-        deduplicated = reranker is None  # a reranker sees every passage, then the best per review counts
+        # One passage per review picked on arrays, unless a reranker must see every passage or the
+        # settings let several passages of one review vote.
+        deduplicated = reranker is None and (aggregation == "count" or settings.hits_per_review == 1)
         if aggregation == "count":
             hits = self.retriever.dense_hits(dense, similarity_unit(vector, settings), deduplicated)
         else:
@@ -206,9 +223,10 @@ class Recommender:
         if reranker is not None:
             hits = reranker.rerank(query, hits, self.hit_text)
         t4 = time.perf_counter()
-        ranked = self.rank(hits, aggregation, deduplicated=deduplicated)
+        ranked = self.rank(hits, aggregation, query=query, deduplicated=deduplicated)
         t5 = time.perf_counter()
-        results = [self._result(entry, query, vector) for entry in ranked[offset:offset + limit]]
+        results = [self._result(entry, query, vector, negative_intent(query, self.settings))
+                   for entry in ranked[offset:offset + limit]]
         t6 = time.perf_counter()
         timing = {"encode": (t1 - t0) * 1e3, "search": (t2 - t1) * 1e3, "fuse": (t3 - t2) * 1e3,
                   "aggregate": (t5 - t4) * 1e3, "evidence": (t6 - t5) * 1e3, "total": (t6 - t0) * 1e3}
@@ -238,7 +256,9 @@ class Recommender:
         """The passage behind a hit: its review chunk, or the anime's synopsis."""
         return self.data.chunk_text(hit.row) if hit.is_review else self.data.synopsis(hit.anime_id)
 
-    def _result(self, entry: AnimeScore, query: str, vector: np.ndarray | None = None) -> AnimeResult:
+    def _result(self, entry: AnimeScore, query: str, vector: np.ndarray | None = None,
+                asks_negative: bool = False) -> AnimeResult:
+        """One result with its evidence (which prefers agreeing verdicts when the settings say so)."""
         meta = self.catalog.get(entry.anime_id, {})
         hits = entry.hits
         if vector is not None and not any(h.is_review for h in hits):
@@ -253,7 +273,8 @@ class Recommender:
             score=round(entry.score, 6),
             count=sum(h.is_review for h in entry.hits),
             evidence=self.evidence.snippets(hits, query, self.settings.evidence_per_result,
-                                            self.settings.snippet_chars),
+                                            self.settings.snippet_chars,
+                                            asks_negative if self.settings.evidence_by_verdict else None),
             mal_score=meta.get("score"),
             type=meta.get("type"),
             year=meta.get("year"),

@@ -11,6 +11,7 @@ constants tuned on a cosine model mean the same for TAS-B.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 from dataclasses import dataclass
 
@@ -42,6 +43,16 @@ class SearchConfig:
         top_k: ``topk`` aggregation (mean of the best ``top_k`` reviews).
         rrf_k: ``rrf`` aggregation constant.
         norm_alpha: ``norm`` aggregation (power of the review count dividing the sum).
+        hits_per_review: passages of one review that vote (1: review-level voting, a review counts once;
+            0: passage-level, every matching passage counts).
+        negative_penalty: subtracted (cosine units) from passages of negative reviews before aggregation,
+            unless the query asks for what reviewers disliked (see :mod:`recommender.verdict`).
+        dislike_weight: negative reviews vote against an anime instead of for it, at this weight
+            (:func:`recommender.aggregate.aggregate_with_dislikes`; 0: off).
+        verdict_intent: a query that asks for what reviewers disliked (``verdict.asks_for_negative``) is
+            matched with negative reviews: no penalty, and its evidence prefers them.
+        evidence_by_verdict: evidence prefers passages whose review's verdict agrees with the query
+            (non-negative reviews for a query that asks what to watch).
         evidence_per_result: review snippets shown per anime.
         snippet_chars: longest snippet.
     """
@@ -59,6 +70,11 @@ class SearchConfig:
     top_k: int = config.TOP_K
     rrf_k: float = config.RRF_K
     norm_alpha: float = config.NORM_ALPHA
+    hits_per_review: int = config.HITS_PER_REVIEW
+    negative_penalty: float = config.NEGATIVE_PENALTY
+    dislike_weight: float = config.DISLIKE_WEIGHT
+    verdict_intent: bool = config.VERDICT_INTENT
+    evidence_by_verdict: bool = config.EVIDENCE_BY_VERDICT
     evidence_per_result: int = config.EVIDENCE_PER_RESULT
     snippet_chars: int = config.SNIPPET_CHARS
 
@@ -66,12 +82,17 @@ class SearchConfig:
         if self.aggregation not in AGGREGATIONS:
             raise UnknownAggregationError(
                 f"unknown aggregation {self.aggregation!r}; choose from {', '.join(sorted(AGGREGATIONS))}")
-        for name in ("top_n", "lexical_depth", "top_k", "evidence_per_result", "snippet_chars"):
+        for name in ("top_n", "lexical_depth", "top_k", "hits_per_review", "evidence_per_result", "snippet_chars"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < (0 if name == "lexical_depth" else 1):
-                raise InvalidParameterError(f"search setting {name} must be a positive integer, got {value!r}")
+            lowest = 0 if name in ("lexical_depth", "hits_per_review") else 1
+            if isinstance(value, bool) or not isinstance(value, int) or value < lowest:
+                raise InvalidParameterError(f"search setting {name} must be an integer of at least {lowest},"
+                                            f" got {value!r}")
+        for name in ("verdict_intent", "evidence_by_verdict"):
+            if not isinstance(getattr(self, name), bool):
+                raise InvalidParameterError(f"search setting {name} must be true or false, got {getattr(self, name)!r}")
         for name in ("synopsis_weight", "lexical_weight", "lexical_rare_share", "lexical_coverage", "doc_norm",
-                     "soft_temperature", "soft_alpha", "rrf_k", "norm_alpha"):
+                     "soft_temperature", "soft_alpha", "rrf_k", "norm_alpha", "negative_penalty", "dislike_weight"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
                 raise InvalidParameterError(f"search setting {name} must be a non-negative number, got {value!r}")
@@ -98,6 +119,30 @@ class SearchConfig:
         if unknown:
             log.warning("ignoring unknown search settings in the manifest: %s", ", ".join(unknown))
         return cls(**{k: v for k, v in values.items() if k in known})
+
+    @classmethod
+    def parse_changes(cls, items: list[str]) -> dict:
+        """``["soft_alpha=0.5", "evidence_by_verdict=false"]`` → ``{"soft_alpha": 0.5, "evidence_by_verdict": False}``.
+
+        Values are read as JSON (numbers, ``true``/``false``), else kept as text; the
+        changed settings are validated like any others when applied.
+
+        Raises:
+            InvalidParameterError: an item without ``=`` or a name that is not a search setting.
+        """
+        known = {f.name for f in dataclasses.fields(cls)}
+        changes = {}
+        for item in items:
+            name, sep, value = item.partition("=")
+            name = name.strip()
+            if not sep or name not in known:
+                raise InvalidParameterError(f"expected NAME=VALUE with NAME one of {', '.join(sorted(known))};"
+                                            f" got {item!r}")
+            try:
+                changes[name] = json.loads(value)
+            except ValueError:
+                changes[name] = value.strip()
+        return changes
 
     def aggregation_params(self, name: str) -> dict:
         """Keyword parameters of the aggregation ``name`` under these settings."""

@@ -44,7 +44,10 @@ def lexical_rows_reference(recommender, query: str, dense_rows: np.ndarray) -> l
 
 def fused_reference(recommender, query: str, vector: np.ndarray, top_n: int) -> dict[tuple[str, int], float]:
     """Every candidate the fused search should return, keyed by (review id or ``synopsis:<id>``, row), with its
-    score, computed from the definition in :mod:`recommender.fusion` with no filter."""
+    score, computed from the definition in :mod:`recommender.fusion` with no filter (the synopsis bar is the
+    weakest dense passage before the negative-review penalty)."""
+    from recommender.verdict import asks_for_negative, is_negative
+
     data, settings = recommender.data, recommender.settings
     sims, rows = dense_top(recommender, vector, top_n)
     bm25 = data.lexical.scores(query)
@@ -62,7 +65,10 @@ def fused_reference(recommender, query: str, vector: np.ndarray, top_n: int) -> 
     expected = {key: base / unit + (settings.lexical_weight * lex / best if best > 0 else 0.0)
                 for (key, base, _), lex in zip(docs, lexical, strict=True)}
     weakest = min(expected[key] for key, _, position in docs[:len(rows)])
-    return {key: s for key, s in expected.items() if key[1] >= 0 or len(rows) < top_n or s >= weakest}
+    kept = {key: s for key, s in expected.items() if key[1] >= 0 or len(rows) < top_n or s >= weakest}
+    penalty = 0.0 if settings.verdict_intent and asks_for_negative(query) else settings.negative_penalty
+    return {key: s - penalty * is_negative(*data.reviews.verdict(data.row_review[key[1]])) if key[1] >= 0 else s
+            for key, s in kept.items()}
 
 
 def sentence_weights_reference(text: str, sentences, query: str) -> list[int]:

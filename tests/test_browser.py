@@ -89,6 +89,7 @@ def test_search_page_more_like_this_and_paging(page, server_url, tmp_path):
     first = cards.first
     assert first.locator(".card-title a").get_attribute("href").startswith("https://myanimelist.net/anime/")
     assert first.locator(".evidence blockquote").count() >= 1
+    assert "reviewer's score" in first.locator(".evidence .verdict").first.inner_text()  # every demo review has one
     assert page.locator("#results mark").count() >= 1  # matched words are visible in the snippets
     assert "Page 1 of" in page.inner_text("#page-info")
     assert "anime matched" in page.inner_text("#status")
@@ -155,7 +156,8 @@ def test_page_links_only_to_myanimelist(page, server_url):
     poisoned = {"query": "x", "results": [{
         "anime_id": 5, "title": "Poisoned", "url": "javascript:alert(document.domain)",
         "image_url": "data:image/svg+xml,<svg onload=alert(1)>", "score": 1.0, "count": 1, "genres": [],
-        "evidence": [{"review_id": "1", "similarity": 0.5, "snippet": "fine", "url": "javascript:alert(2)"}]}],
+        "evidence": [{"review_id": "1", "similarity": 0.5, "snippet": "fine", "url": "javascript:alert(2)",
+                      "review_score": 2, "verdict": "<b>Not Recommended</b>", "negative": True}]}],
         "timing_ms": {"total": 1}, "page": 1, "limit": 10, "total": 1, "pages": 1, "terms": []}
     page.route("**/api/v1/search?*", lambda route: route.fulfill(json=poisoned))
     page.goto(server_url + "/")
@@ -165,6 +167,8 @@ def test_page_links_only_to_myanimelist(page, server_url):
     assert page.get_attribute("#results .card-title a", "href") == "https://myanimelist.net/anime/5"
     assert page.locator("#results img").count() == 0  # the placeholder instead of a data: image
     assert page.locator("#results .evidence a").count() == 0
+    verdict = page.locator("#results .evidence .verdict.negative")
+    assert verdict.inner_text() == "reviewer's score 2/10 · <b>Not Recommended</b>"  # text, never markup
     assert page.problems == []
 
 

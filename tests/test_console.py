@@ -35,6 +35,8 @@ def test_format_lists_title_url_and_evidence(minilm_recommender):
     text = format_response(response)
     assert "https://myanimelist.net/anime/" in text and "“" in text
     assert text.splitlines()[0].startswith(" 1. ")
+    first = response.results[0].evidence[0]  # every demo review has a score and a verdict tag
+    assert f"” (reviewer's score {first.review_score}/10 · {first.verdict})" in text.splitlines()[2]
 
 
 def test_main_with_piped_stdin(tiny_index_dir):

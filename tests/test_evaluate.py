@@ -9,6 +9,7 @@ import pytest
 from recommender import config
 from recommender import evaluate as ev
 from recommender.eval_queries import GENRES, LONG_TAIL
+from recommender.eval_report import format_table, plot_report
 from recommender.search_config import SearchConfig
 from scraping.models import Review
 
@@ -58,15 +59,6 @@ def test_ranking_metrics_by_hand():
     # macro: anime 7 -> (1 + 1/3 + 0)/3, anime 8 -> 0, anime 9 -> 1/2
     assert m["macro_mrr@10"] == pytest.approx(((4 / 3) / 3 + 0 + 0.5) / 3)
     assert ev.rank_of([5, 6, 7], [7, 6]) == 2 and ev.rank_of([5], [1]) is None
-
-
-def test_genre_precision_and_recall_by_hand():
-    labels = {1: {"comedy"}, 2: {"drama"}, 3: {"comedy", "drama"}}
-    assert ev.genre_precision([1, 2, 3], "Comedy", lambda a: labels[a], available=2, k=10) == pytest.approx(1.0)
-    assert ev.genre_precision([1, 2, 3], "comedy", lambda a: labels[a], available=5, k=2) == pytest.approx(0.5)
-    assert ev.genre_precision([1], "horror", lambda a: labels[a], available=0) == 0.0
-    assert ev.recall_at_k([4, 5, 6, 7], {5, 7, 9}, k=2) == pytest.approx(1 / 2)
-    assert ev.recall_at_k([4, 5, 6, 7], {5, 7, 9}, k=10) == pytest.approx(2 / 3)
 
 
 def test_recommendation_targets_are_symmetric_and_inside_the_index(tmp_path):
@@ -128,17 +120,29 @@ def test_default_beats_count_with_minilm_on_the_demo_index(minilm_recommender):
 
 
 def test_evaluate_index_report_and_table(tiny_recommender, tmp_path):
-    report = ev.evaluate_index(tiny_recommender, ["count", "soft"], top_n=50, max_queries=30,
-                               recs_path=tmp_path / "absent.jsonl")
+    report = ev.evaluate_index(tiny_recommender, ["count", "soft"], split="test", top_n=50, max_queries=30,
+                               recs_path=tmp_path / "absent.jsonl", resamples=200)
     assert set(report["known_item"]) == {"count", "soft"}
-    assert report["known_item"]["soft"]["queries"] == 30
-    assert report["long_tail"]["soft"]["queries"] == sum(
+    assert report["known_item"]["soft"]["queries"] == 30 and report["setup"]["split"] == "test"
+    dev = ev.benchmark(tiny_recommender, "dev")
+    test = ev.benchmark(tiny_recommender, "test")
+    assert report["long_tail"]["soft"]["queries"] == len(test.sets["long_tail"])
+    assert len(dev.sets["long_tail"]) + len(test.sets["long_tail"]) == sum(
         any(a in tiny_recommender.review_counts for a in q.answers) for q in LONG_TAIL)
-    assert report["genres"]["soft"]["queries"] > 0 and report["similar"] is None
-    table = ev.format_table(report, default="soft")
+    assert report["labels"]["soft"]["queries"] > 0 and report["similar"] is None
+    low, high = report["intervals"]["known_item"]["soft"]["mrr@10"]
+    assert low <= report["known_item"]["soft"]["mrr@10"] <= high
+    diff = report["vs_count"]["known_item"]["soft"]["macro_mrr@10"]
+    assert diff["mean"] == pytest.approx(report["known_item"]["soft"]["macro_mrr@10"]
+                                         - report["known_item"]["count"]["macro_mrr@10"])
+    shares = report["negative_evidence"]
+    assert shares["queries"] == sum(len(test.sets[n]) for n in ("labels", "long_tail", "genres"))
+    assert 0.0 <= shares["settings"]["share"] <= 1.0 and shares["similar_settings"]["snippets"] > 0
+    table = format_table(report, default="soft")
     assert table.splitlines()[0].startswith("| aggregation | known-item hit@1")
     assert "| **soft** (default) |" in table and "| count |" in table
-    png = ev.plot_report(report, tmp_path / "plot.png")
+    assert "Paired difference to `count`" in table and "Split: test." in table
+    png = plot_report(report, tmp_path / "plot.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -148,15 +152,22 @@ def test_cli_evaluate_json(tiny_index_dir, tiny_model_dir, tmp_path, capsys):
     plot = tmp_path / "eval.png"
     code, out, err = run_cli(capsys, "evaluate", "--index", tiny_index_dir, "--model", tiny_model_dir,
                              "--aggregation", "count,soft", "--aggregation", "max", "--json", "--top-n", "50",
-                             "--max-queries", "20", "--recs", recs, "--plot", plot)
+                             "--max-queries", "20", "--recs", recs, "--plot", plot, "--split", "dev",
+                             "--resamples", "200", "--set", "soft_alpha=0.5", "--set", "evidence_by_verdict=false")
     assert code == 0, err
     report = json.loads(out)
     assert list(report["known_item"]) == ["count", "soft", "max"]
     assert report["known_item"]["soft"]["queries"] == 20
-    assert report["similar"]["centroid"]["anime"] == 2  # 1 -> 6 and, symmetrically, 6 -> 1
+    assert report["similar"]["anime"] == 2  # 1 -> 6 and, symmetrically, 6 -> 1
+    assert report["setup"]["split"] == "dev"
+    settings = report["setup"]["settings"]
+    assert settings["soft_alpha"] == 0.5 and settings["evidence_by_verdict"] is False
     assert plot.exists() and report["plot"] == str(plot)
     code, out, err = run_cli(capsys, "evaluate", "--index", tiny_index_dir, "--aggregation", "popularity")
     assert code == 2 and "unknown aggregation" in err
+    for bad in ("soft_alpha", "no_such_setting=1", "soft_alpha=-1", "top_n=many"):
+        code, out, err = run_cli(capsys, "evaluate", "--index", tiny_index_dir, "--set", bad)
+        assert code == 2 and err.startswith("error: ") and "Traceback" not in err, (bad, err)
 
 
 def run_cli(capsys, *args) -> tuple[int, str, str]:

@@ -124,31 +124,21 @@ def paired_bootstrap(before: Sequence[float], after: Sequence[float], groups: Se
 
     The queries of one anime share its difficulty, so a resample draws anime with
     replacement and keeps all their queries; each query's two scores stay together (paired),
-    which is what makes a small but consistent difference detectable.
+    which is what makes a small but consistent difference detectable. Computed by
+    :func:`recommender.metrics.bootstrap`, the scorer every evaluation shares.
 
     Returns:
         ``{"before"|"after"|"difference": {"mean": m, "low": lo, "high": hi}}``.
+
+    Raises:
+        ValueError: the two lists differ in length or are empty.
     """
-    before, after = np.asarray(before, dtype=np.float64), np.asarray(after, dtype=np.float64)
-    if before.shape != after.shape or before.size == 0:
-        raise ValueError("paired_bootstrap needs two equally long, non-empty score lists")
-    _, group_of = np.unique(np.asarray(groups), return_inverse=True)
-    n_groups = int(group_of.max()) + 1
-    counts = np.bincount(group_of, minlength=n_groups).astype(np.float64)
-    sums = {"before": np.bincount(group_of, before, n_groups), "after": np.bincount(group_of, after, n_groups)}
-    rng = np.random.default_rng(seed)
-    draws = {"before": [], "after": []}
-    for lo in range(0, resamples, 1000):  # in blocks: resamples x groups indices at once would be large
-        picks = rng.integers(0, n_groups, size=(min(1000, resamples - lo), n_groups))
-        n = counts[picks].sum(axis=1)
-        for key in draws:
-            draws[key].append(sums[key][picks].sum(axis=1) / n)
-    samples = {key: np.concatenate(value) for key, value in draws.items()}
-    samples["difference"] = samples["after"] - samples["before"]
-    means = {"before": before.mean(), "after": after.mean(), "difference": (after - before).mean()}
-    tail = (1.0 - level) / 2 * 100
-    return {key: {"mean": float(means[key]), "low": float(np.percentile(samples[key], tail)),
-                  "high": float(np.percentile(samples[key], 100 - tail))} for key in samples}
+    from recommender.metrics import bootstrap
+
+    found, differences = bootstrap({"before": before, "after": after}, groups, baseline="before",
+                                   resamples=resamples, level=level, seed=seed)
+    return {"before": found["before"].to_dict(), "after": found["after"].to_dict(),
+            "difference": differences["after"].to_dict()}
 
 
 def before_after(before_ranks: Sequence[int | None], after_ranks: Sequence[int | None], queries: Sequence, *,

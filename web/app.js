@@ -177,6 +177,15 @@ function thumbnail(result) {
   return img;
 }
 
+// The reviewer's verdict beside a snippet, written as recommender/verdict.py describe() writes it:
+// "reviewer's score 9/10 · Recommended", "Not Recommended", or nothing when unknown.
+function verdictText(item) {
+  const parts = [];
+  if (Number.isInteger(item.review_score)) parts.push(`reviewer's score ${item.review_score}/10`);
+  if (typeof item.verdict === "string" && item.verdict) parts.push(item.verdict);
+  return parts.join(" · ");
+}
+
 // One result card. ``labels`` names the score and what ``count`` counts, which differ between a search
 // (matching reviews among the top N) and "more like this" (the anime's reviews in the index).
 function card(result, terms, labels) {
@@ -198,6 +207,8 @@ function card(result, terms, labels) {
   for (const item of result.evidence || []) {
     const quote = el("blockquote", {}, [highlighted(item.snippet, terms)]);
     const children = [quote];
+    const said = verdictText(item);
+    if (said) children.push(el("span", { class: item.negative ? "verdict negative" : "verdict", text: said }));
     const reviewUrl = safeUrl(item.url);
     if (reviewUrl) {
       children.push(el("a", { href: reviewUrl, target: "_blank", rel: "noopener noreferrer", text: "read review" }));

@@ -93,7 +93,14 @@ def _schemas(aggregations: list[str], search_fields: dict[str, tuple[dict, str]]
     nullable_str = {"type": "string", "nullable": True}
     evidence = {"type": "object", "required": ["review_id", "similarity", "snippet"], "properties": {
         "review_id": {"type": "string"}, "similarity": {"type": "number"}, "snippet": {"type": "string"},
-        "url": nullable_str}}
+        "url": nullable_str,
+        "review_score": {"type": "integer", "minimum": 1, "maximum": 10, "nullable": True,
+                         "description": "the reviewer's score (1-10), null when unknown"},
+        "verdict": {"type": "string", "enum": ["Recommended", "Mixed Feelings", "Not Recommended", None],
+                    "nullable": True,
+                    "description": "MyAnimeList's verdict tag of the review, null when untagged"},
+        "negative": {"type": "boolean",
+                     "description": "the review is negative: a score of 4 or less, or tagged Not Recommended"}}}
     result = {"type": "object", "required": ["anime_id", "title", "url", "score", "count", "evidence"], "properties": {
         "anime_id": {"type": "integer"}, "title": {"type": "string"}, "url": {"type": "string"},
         "image_url": nullable_str, "score": {"type": "number"}, "count": {"type": "integer"},
