@@ -65,6 +65,7 @@ from _common import (  # noqa: E402
 )
 
 from recommender import config  # noqa: E402
+from recommender.backends import default_backend  # noqa: E402
 from recommender.build import MANIFEST  # noqa: E402
 from recommender.encoder import Encoder, packaged_model_path  # noqa: E402
 from recommender.index import (  # noqa: E402
@@ -436,7 +437,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     print(f"query_latency: {' '.join(sys.argv[1:]) or '(defaults)'}; {load_average()}; threads per query "
           f"{ARGS.threads}", flush=True)
-    encoder = Encoder.load(config.FALLBACK_MODEL, device="cpu")
+    encoder = Encoder.load(config.FALLBACK_MODEL, device="cpu", backend=default_backend("cpu"))  # as served
     workdir = Path(tempfile.mkdtemp(prefix="bench-latency-"))
     queries = Queries()
     rows: list[Row] = []
