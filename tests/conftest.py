@@ -160,3 +160,16 @@ def toml_text(data: dict) -> str:
 def write_toml(path: Path, data: dict) -> Path:
     path.write_text(toml_text(data), encoding="utf-8")
     return path
+
+
+@pytest.fixture(scope="module")
+def app(tiny_recommender):
+    """The API over the tiny index. The limiter has its own tests; here it would only make many requests flaky."""
+    from webapp import create_app
+
+    return create_app({"RECOMMENDER": tiny_recommender, "RATE_LIMIT_ENABLED": False})
+
+
+@pytest.fixture()
+def client(app):
+    return app.test_client()

@@ -17,17 +17,6 @@ from webapp import create_app
 QUERY = "a dark crime story with a detective"
 
 
-@pytest.fixture(scope="module")
-def app(tiny_recommender):
-    # The limiter has its own tests; here it would only make the many requests flaky.
-    return create_app({"RECOMMENDER": tiny_recommender, "RATE_LIMIT_ENABLED": False})
-
-
-@pytest.fixture()
-def client(app):
-    return app.test_client()
-
-
 def error_of(response) -> dict:
     """The ``error`` object of a JSON error response (fails on HTML or any other shape).
 

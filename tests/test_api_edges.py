@@ -16,16 +16,6 @@ from webapp import create_app
 QUERY = "a dark crime story with a detective"
 
 
-@pytest.fixture(scope="module")
-def app(tiny_recommender):
-    return create_app({"RECOMMENDER": tiny_recommender, "RATE_LIMIT_ENABLED": False})
-
-
-@pytest.fixture()
-def client(app):
-    return app.test_client()
-
-
 def error_code(response) -> str:
     assert response.mimetype == "application/json", response.get_data(as_text=True)[:200]
     return response.get_json()["error"]["code"]

@@ -22,16 +22,6 @@ from webapp import create_app
 QUERY = "sad ending that made me cry"
 
 
-@pytest.fixture(scope="module")
-def app(tiny_recommender):
-    return create_app({"RECOMMENDER": tiny_recommender, "RATE_LIMIT_ENABLED": False})
-
-
-@pytest.fixture()
-def client(app):
-    return app.test_client()
-
-
 def rows_of(response) -> list[tuple[str, int]]:
     return [(row["Anime Title"], row["count"]) for row in response.get_json()["results"]]
 
